@@ -1,0 +1,73 @@
+# mycni: build, install, test, demo.  Everything lands in build/ unless installed.
+PYTHON     ?= python3
+VENV       ?= .venv
+PY         := $(VENV)/bin/python
+PREFIX     ?= /opt/mycni
+CNI_BIN    ?= /opt/cni/bin
+DESTDIR    ?=
+ARCH_INC   := /usr/include/$(shell uname -m)-linux-gnu
+CLANG      ?= clang
+BPF_CFLAGS := -O2 -g -Wall -Werror -target bpf -I$(ARCH_INC) -Ibpf
+
+BPF_SRC    := $(wildcard bpf/*.bpf.c)
+BPF_OBJ    := $(patsubst bpf/%.bpf.c,build/bpf/%.bpf.o,$(BPF_SRC))
+PY_SRC     := $(shell find libcni plugins -name '*.py' 2>/dev/null)
+
+.PHONY: all build bpf bins driver venv install uninstall test unit demo clean
+
+all: build
+
+venv: $(VENV)/.stamp
+$(VENV)/.stamp: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	touch $@
+
+build: bpf bins
+
+bpf: $(BPF_OBJ)
+build/bpf/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/lib/*.h)
+	@mkdir -p $(dir $@)
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+# One bundle, three executables sharing one _internal directory (a one-directory
+# build: a one-file build unpacks itself on every CNI call).
+bins: build/bin/.stamp
+build/bin/.stamp: $(PY_SRC) mycni.spec $(VENV)/.stamp
+	$(VENV)/bin/pyinstaller --noconfirm --clean --log-level WARN \
+		--distpath build/dist --workpath build/pyinstaller mycni.spec
+	rm -rf build/bin && mkdir -p build/bin
+	for exe in vxlan mycni-ipam ebpf-redirect; do \
+		ln -s ../dist/mycni/$$exe build/bin/$$exe; done
+	touch $@
+
+driver: build/cnidriver
+build/cnidriver: tests/driver/main.go
+	@mkdir -p build
+	cd tests/driver && GO111MODULE=off GOPATH=/usr/share/gocode \
+		go build -o ../../build/cnidriver .
+
+install: build
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/bpf $(DESTDIR)$(CNI_BIN)
+	rm -rf $(DESTDIR)$(PREFIX)/lib/mycni
+	cp -a build/dist/mycni $(DESTDIR)$(PREFIX)/lib/mycni
+	install -m 0644 $(BPF_OBJ) $(DESTDIR)$(PREFIX)/bpf/
+	for exe in vxlan mycni-ipam ebpf-redirect; do \
+		ln -sfn $(PREFIX)/lib/mycni/$$exe $(DESTDIR)$(CNI_BIN)/$$exe; done
+
+uninstall:
+	for exe in vxlan mycni-ipam ebpf-redirect; do rm -f $(DESTDIR)$(CNI_BIN)/$$exe; done
+	rm -rf $(DESTDIR)$(PREFIX)
+
+unit: $(VENV)/.stamp
+	$(VENV)/bin/pytest -q tests/unit
+
+test: build driver
+	$(VENV)/bin/pytest -q tests
+
+demo: build driver
+	$(PY) -m tests.demo
+
+clean:
+	rm -rf build

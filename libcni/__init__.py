@@ -1,0 +1,1 @@
+"""The shared core of the mycni plugins: spec types, dispatcher, errors, delegation."""

@@ -1,0 +1,122 @@
+"""Delegation: run another plugin (the IPAM) from CNI_PATH with our env and config."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+from collections.abc import Sequence
+
+from libcni.errors import CniError, Code, DelegateError
+from libcni.skel import Request
+from libcni.types import Result
+
+log = logging.getLogger(__name__)
+
+# A delegate that has not answered by then is stuck (a runtime would kill us anyway).
+TIMEOUT_S = 120
+
+
+class DelegateMissing(CniError):
+    code = Code.DELEGATE_FAILURE
+
+
+def find(plugin_type: str, path: Sequence[str]) -> str:
+    """The first executable named `plugin_type` in CNI_PATH."""
+    if not plugin_type or "/" in plugin_type or plugin_type in (".", ".."):
+        raise DelegateMissing(f"invalid plugin type {plugin_type!r}")
+    for directory in path:
+        candidate = os.path.join(directory, plugin_type)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    raise DelegateMissing(
+        f"failed to find plugin {plugin_type!r} in CNI_PATH "
+        f"{':'.join(path) or '(empty)'}"
+    )
+
+
+def _run(plugin_type: str, command: str, req: Request) -> str:
+    exe = find(plugin_type, req.path)
+    env = dict(req.environ)
+    env["CNI_COMMAND"] = command
+    log.debug("delegating %s to %s", command, exe)
+    try:
+        proc = subprocess.run(
+            [exe],
+            input=req.stdin,
+            env=env,
+            stdout=subprocess.PIPE,
+            timeout=TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise DelegateError(
+            int(Code.TRY_AGAIN_LATER),
+            f"delegate {plugin_type} {command} did not answer within {TIMEOUT_S} s",
+        ) from exc
+    except OSError as exc:
+        raise DelegateMissing(f"failed to run delegate {exe}: {exc.strerror}") from exc
+    out = proc.stdout.decode("utf-8", "replace")
+    if proc.returncode != 0:
+        raise _delegate_error(plugin_type, command, proc.returncode, out)
+    return out
+
+
+def _delegate_error(plugin_type: str, command: str, status: int, out: str) -> CniError:
+    try:
+        obj = json.loads(out)
+        code = int(obj["code"])
+        msg = str(obj.get("msg") or "no message")
+        details = str(obj.get("details") or "")
+    except (ValueError, KeyError, TypeError):
+        snippet = out.strip()[:200] or "no output"
+        return DelegateError(
+            int(Code.DELEGATE_FAILURE),
+            f"delegate {plugin_type} {command} failed with exit status {status}: "
+            f"{snippet}",
+        )
+    return DelegateError(code, msg, details)
+
+
+def add(plugin_type: str, req: Request) -> Result:
+    out = _run(plugin_type, "ADD", req)
+    try:
+        obj = json.loads(out)
+    except ValueError as exc:
+        raise DelegateError(
+            int(Code.DELEGATE_FAILURE),
+            f"failed to parse the result of delegate {plugin_type}: "
+            f"{out.strip()[:200]!r}",
+        ) from exc
+    return Result.from_dict(obj, f"result of {plugin_type}")
+
+
+def delete(plugin_type: str, req: Request) -> None:
+    _run(plugin_type, "DEL", req)
+
+
+def delete_quietly(plugin_type: str, req: Request) -> None:
+    """Undo an ADD; a failure here is logged, never raised over the original error."""
+    try:
+        delete(plugin_type, req)
+    except CniError as exc:
+        log.warning(
+            "rollback: DEL of delegate %s for container %s failed: %s; its address "
+            "may stay reserved until the runtime's DEL or GC",
+            plugin_type,
+            req.container_id,
+            exc.msg,
+        )
+
+
+def check(plugin_type: str, req: Request) -> None:
+    _run(plugin_type, "CHECK", req)
+
+
+def status(plugin_type: str, req: Request) -> None:
+    _run(plugin_type, "STATUS", req)
+
+
+def gc(plugin_type: str, req: Request) -> None:
+    _run(plugin_type, "GC", req)
