@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* The table of pods on this node, keyed by IPv4 address, written by the plugin. */
+#pragma once
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+/*
+ * A pod reachable through a veth on this node. 16 bytes, no padding: the plugin
+ * writes it as struct.pack("=I6s6s") (ifindex in host byte order, MACs as on the
+ * wire), so a change here must change plugins/ebpf-redirect/maps.py too.
+ */
+struct endpoint {
+	__u32 ifindex;	   /* host-side veth; bpf_redirect_peer() reaches its peer */
+	__u8 pod_mac[6];   /* destination MAC: the pod's eth0 */
+	__u8 host_mac[6];  /* source MAC: the host-side veth, the pod's gateway */
+};
+
+/*
+ * Key: IPv4 address in network byte order. 16384 pods per node is far above the
+ * ~110-250 a node usually runs; a hash of that size costs about 1 MiB of kernel
+ * memory (key 4 + value 16 + per-element overhead), allocated on demand.
+ * Not pinned by libbpf: the plugin pins it under its own pin root.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct endpoint);
+} mycni_ep4 SEC(".maps");
+
+static __always_inline struct endpoint *lookup_endpoint(__u32 daddr)
+{
+	return bpf_map_lookup_elem(&mycni_ep4, &daddr);
+}
