@@ -1,0 +1,87 @@
+"""The CNI handlers of mycni-ipam: parse, open the lease store, allocate, answer."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+
+from mycni_ipam import allocator
+from mycni_ipam.allocator import Owner
+from mycni_ipam.config import IpamConf, StoreConf
+from mycni_ipam.sqlite_store import DB_NAME, SqliteStore
+
+from libcni.errors import CniError, Code, InvalidEnvironment
+from libcni.skel import Plugin, Request
+from libcni.types import IPAddress, Result
+
+log = logging.getLogger(__name__)
+
+
+class UnknownContainer(CniError):
+    """CHECK found no lease for the container (spec code 3)."""
+
+    code = Code.UNKNOWN_CONTAINER
+
+
+def cmd_add(req: Request) -> Result:
+    conf = IpamConf.from_json(req.config)
+    requested = requested_addresses(req.args)
+
+    with SqliteStore(conf.store.data_dir, conf.store.lock_timeout) as store:
+        leases = allocator.allocate(store, conf, owner_of(req), requested)
+
+    log.debug("leased %s", ", ".join(str(a.address) for a in leases))
+    return Result(
+        cni_version=req.cni_version,
+        ips=tuple(a.to_ip_config() for a in leases),
+        routes=conf.routes,
+    )
+
+
+def cmd_del(req: Request) -> None:
+    conf = StoreConf.from_json(req.config)
+    if not (conf.data_dir / DB_NAME).exists():
+        log.debug("no lease store in %s: nothing to release", conf.data_dir)
+        return
+
+    with SqliteStore(conf.data_dir, conf.lock_timeout) as store:
+        dropped = allocator.release(store, owner_of(req))
+
+    log.debug("released %s", ", ".join(str(d.address) for d in dropped) or "nothing")
+
+
+def cmd_check(req: Request) -> None:
+    conf = IpamConf.from_json(req.config)
+
+    with SqliteStore(conf.store.data_dir, conf.store.lock_timeout) as store:
+        found = allocator.find(store, conf, owner_of(req))
+
+    held = {a.range_set for a in found}
+    missing = [i for i in range(len(conf.range_sets)) if i not in held]
+    if missing:
+        owner = owner_of(req)
+        raise UnknownContainer(
+            f"failed to check lease in network {conf.network}: {owner.describe()} "
+            f"holds no address in {conf.range_sets[missing[0]].describe()}"
+        )
+
+
+def owner_of(req: Request) -> Owner:
+    return Owner(req.network, req.container_id, req.ifname)
+
+
+def requested_addresses(args: dict[str, str]) -> tuple[IPAddress, ...]:
+    """The addresses asked for in CNI_ARGS `IP=` (comma-separated, one per family)."""
+    text = args.get("IP", "")
+    addrs = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        try:
+            addrs.append(ipaddress.ip_address(item))
+        except ValueError as exc:
+            raise InvalidEnvironment(
+                f"invalid CNI_ARGS: IP={item!r} is not an IP address"
+            ) from exc
+    return tuple(addrs)
+
+
+PLUGIN = Plugin(name="mycni-ipam", add=cmd_add, delete=cmd_del, check=cmd_check)
