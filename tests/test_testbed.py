@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,7 @@ def test_render_conflist_reads_a_file(tmp_path: Path) -> None:
 
 
 def test_node_render_conflist_points_ipam_at_the_node(tmp_path: Path) -> None:
-    node = tb.Node("n", 1, tb.ipaddress.IPv4Interface("192.168.1.1/24"), tmp_path)
+    node = tb.Node("n", 1, ipaddress.IPv4Interface("192.168.1.1/24"), tmp_path)
 
     conf = node.render_conflist(reference_conflist())
 
