@@ -1,0 +1,13 @@
+"""Executable entry point: `ebpf-redirect`, run by the container runtime."""
+
+from libcni import skel
+
+from .plugin import PLUGIN
+
+
+def main() -> None:
+    skel.main(PLUGIN)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""The plugin's configuration: pin root, object directory, tc priority, state."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from libcni.errors import InvalidConfig
+
+DEFAULT_PIN_ROOT = Path("/sys/fs/bpf/mycni")
+DEFAULT_STATE_DIR = Path("/var/lib/cni/mycni-ebpf")
+INSTALLED_BPF_DIR = Path("/opt/mycni/bpf")
+DEFAULT_PRIORITY = 1
+
+
+def default_object_dir() -> Path:
+    """Where the .bpf.o files are, relative to a pyinstaller bundle when frozen.
+
+    The executable is <prefix>/lib/mycni/ebpf-redirect (installed) or
+    build/dist/mycni/ebpf-redirect (build tree); parents[2] is then /opt/mycni or
+    build, and both keep the objects in bpf/ below it.
+    """
+    if getattr(sys, "frozen", False):
+        return Path(sys.executable).resolve().parents[2] / "bpf"
+    return INSTALLED_BPF_DIR
+
+
+@dataclass(frozen=True)
+class EbpfConf:
+    network: str
+    pin_root: Path
+    object_dir: Path
+    priority: int
+    state_dir: Path
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> EbpfConf:
+        return cls(
+            network=str(config.get("name", "")),
+            pin_root=_absolute_path(config, "pinRoot", DEFAULT_PIN_ROOT),
+            object_dir=_absolute_path(config, "bpfObjectDir", default_object_dir()),
+            priority=_priority(config),
+            state_dir=_absolute_path(config, "stateDir", DEFAULT_STATE_DIR),
+        )
+
+
+def _absolute_path(config: dict[str, Any], key: str, default: Path) -> Path:
+    value = config.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, str) or not value:
+        raise InvalidConfig(f"{key}: expected a path string, got {value!r}")
+    path = Path(value)
+    if not path.is_absolute() or ".." in path.parts:
+        raise InvalidConfig(f"{key}: {value!r} is not an absolute path without '..'")
+    return path
+
+
+def _priority(config: dict[str, Any]) -> int:
+    value = config.get("priority", DEFAULT_PRIORITY)
+    # tc's pref is 16 bits and 0 asks the kernel to pick one, which we could not
+    # find again on DEL.
+    if (
+        not isinstance(value, int)
+        or isinstance(value, bool)
+        or not 1 <= value <= 0xFFFF
+    ):
+        raise InvalidConfig(f"priority: {value!r} is not an integer in 1..65535")
+    return value

@@ -1,0 +1,115 @@
+"""Entries of the pinned maps: key/value encoding and bpftool update/delete/dump."""
+
+from __future__ import annotations
+
+import logging
+import struct
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from pathlib import Path
+from typing import Any
+
+from . import command
+from .counters import Stat, sum_per_cpu
+
+log = logging.getLogger(__name__)
+
+# struct endpoint in bpf/lib/endpoint.h: __u32 ifindex (host order), pod_mac[6],
+# host_mac[6]; 16 bytes, no padding.
+ENDPOINT = struct.Struct("=I6s6s")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where the fast path delivers a local pod's traffic."""
+
+    ifindex: int
+    pod_mac: bytes
+    host_mac: bytes
+
+    def encode(self) -> bytes:
+        return ENDPOINT.pack(self.ifindex, self.pod_mac, self.host_mac)
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Endpoint:
+        ifindex, pod_mac, host_mac = ENDPOINT.unpack(raw)
+        return cls(ifindex=ifindex, pod_mac=pod_mac, host_mac=host_mac)
+
+
+def parse_mac(text: str) -> bytes:
+    """aa:bb:cc:dd:ee:ff -> 6 bytes; ValueError for anything else."""
+    parts = text.split(":")
+    if len(parts) != 6 or not all(len(p) == 2 for p in parts):
+        raise ValueError(f"{text!r} is not a MAC address")
+    return bytes(int(p, 16) for p in parts)
+
+
+def encode_key(ip: IPv4Address) -> bytes:
+    """The map key is the address in network byte order, as in the IPv4 header."""
+    return ip.packed
+
+
+def hex_args(raw: bytes) -> list[str]:
+    """bpftool's `hex` form: one argument per byte."""
+    return [f"{b:02x}" for b in raw]
+
+
+def put_endpoint(map_pin: Path, ip: IPv4Address, endpoint: Endpoint) -> None:
+    log.debug("map %s: %s -> %s", map_pin, ip, endpoint)
+    command.run(
+        f"write endpoint {ip} to {map_pin}",
+        [
+            "bpftool", "map", "update", "pinned", str(map_pin),
+            "key", "hex", *hex_args(encode_key(ip)),
+            "value", "hex", *hex_args(endpoint.encode()),
+        ],
+    )  # fmt: skip
+
+
+def dump_endpoints(map_pin: Path) -> dict[IPv4Address, Endpoint]:
+    dump: list[dict[str, Any]] = command.run_json(
+        f"dump endpoints of {map_pin}",
+        ["bpftool", "-j", "map", "dump", "pinned", str(map_pin)],
+    )
+    return {
+        IPv4Address(_bytes_of(entry["key"])): Endpoint.decode(_bytes_of(entry["value"]))
+        for entry in dump
+    }
+
+
+def delete_endpoint_quietly(map_pin: Path, ip: IPv4Address, ifindex: int) -> None:
+    """Remove ip's entry if it still points at ifindex; tolerate it being gone.
+
+    The ifindex check keeps a late DEL from removing an entry that a newer pod,
+    given the same address after ours released it, has written since.
+    """
+    if not map_pin.exists():
+        return
+    current = dump_endpoints(map_pin).get(ip)
+    if current is None or current.ifindex != ifindex:
+        return
+    try:
+        command.run(
+            f"delete endpoint {ip} from {map_pin}",
+            [
+                "bpftool", "map", "delete", "pinned", str(map_pin),
+                "key", "hex", *hex_args(encode_key(ip)),
+            ],
+        )  # fmt: skip
+    except command.CommandFailed:
+        if ip in dump_endpoints(map_pin):
+            raise
+        log.debug("map %s: %s was deleted concurrently", map_pin, ip)
+
+
+def read_stats(map_pin: Path) -> dict[Stat, int]:
+    """The fast path's counters, summed over the CPUs."""
+    dump: list[dict[str, Any]] = command.run_json(
+        f"read counters from {map_pin}",
+        ["bpftool", "-j", "map", "dump", "pinned", str(map_pin)],
+    )
+    return sum_per_cpu(dump)
+
+
+def _bytes_of(hex_bytes: list[str]) -> bytes:
+    return bytes(int(b, 16) for b in hex_bytes)
