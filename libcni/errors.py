@@ -25,6 +25,7 @@ class Code(enum.IntEnum):
     CONFLICTING_STATE = 101
     BPF_FAILURE = 102
     DELEGATE_FAILURE = 103
+    CHECK_FAILED = 104
     GENERIC = 999
 
 
@@ -92,6 +93,12 @@ class ConflictingState(CniError):
 
 class BpfFailure(CniError):
     code = Code.BPF_FAILURE
+
+
+class CheckFailed(CniError):
+    """CHECK found the attachment's state differing from what ADD made."""
+
+    code = Code.CHECK_FAILED
 
 
 class DelegateError(CniError):

@@ -161,6 +161,9 @@ def configure_logging(config: dict[str, Any]) -> None:
         level = logging.WARNING
     root = logging.getLogger()
     root.setLevel(level)
+    # Libraries' own debug output would drown ours (pyroute2 logs every message).
+    for noisy in ("pyroute2", "asyncio"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
     fmt = logging.Formatter(
         f"%(asctime)s {config.get('type', '?')}[%(process)d] %(levelname)s %(name)s: "
         "%(message)s"

@@ -1,0 +1,155 @@
+"""The vxlan plugin's network config, validated, with the JSON path in every error."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Any
+
+from libcni.errors import InvalidConfig
+from libcni.skel import validate_ifname
+from libcni.types import IPNetwork, parse_address, parse_network
+
+DEFAULT_PORT = 4789  # IANA's VXLAN port (RFC 7348)
+DEFAULT_VNI = 1
+MAX_VNI = (1 << 24) - 1
+# Outer IPv4 (20) + UDP (8) + VXLAN (8) + inner Ethernet (14) bytes.
+VXLAN_OVERHEAD_V4 = 50
+MIN_MTU = 576  # the IPv4 minimum datagram size every host must accept (RFC 791)
+
+
+@dataclass(frozen=True)
+class Node:
+    """One member of the cluster: where its VTEP is and which pod subnet lives there."""
+
+    underlay: ipaddress.IPv4Address
+    pod_subnets: tuple[IPNetwork, ...]
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class VxlanConf:
+    network: str
+    ipam_type: str
+    vni: int
+    port: int
+    device: str
+    underlay_device: str
+    local_address: ipaddress.IPv4Address | None
+    mtu: int | None
+    nodes: tuple[Node, ...]
+    host_veth_prefix: str
+
+    @classmethod
+    def from_json(cls, config: dict[str, Any]) -> VxlanConf:
+        ipam = config.get("ipam")
+        if not isinstance(ipam, dict):
+            raise InvalidConfig(f"ipam: expected an object, got {ipam!r}")
+        ipam_type = ipam.get("type")
+        if not isinstance(ipam_type, str) or not ipam_type:
+            raise InvalidConfig(f"ipam.type: expected a plugin name, got {ipam_type!r}")
+        vni = _int(config, "vni", DEFAULT_VNI, 1, MAX_VNI)
+        device = _string(config, "vxlanDevice", f"mycni.{vni}")
+        _ifname(device, "vxlanDevice")
+        underlay_device = _string(config, "underlayDevice", "")
+        if underlay_device:
+            _ifname(underlay_device, "underlayDevice")
+        local = None
+        if config.get("localAddress") is not None:
+            addr = parse_address(config["localAddress"], "localAddress")
+            if not isinstance(addr, ipaddress.IPv4Address):
+                raise InvalidConfig(
+                    f"localAddress: {addr} is IPv6; the underlay is IPv4 only for now"
+                )
+            local = addr
+        prefix = _string(config, "hostVethPrefix", "mc")
+        if not 1 <= len(prefix) <= 4 or not prefix.isalnum():
+            raise InvalidConfig(
+                f"hostVethPrefix: {prefix!r} must be 1 to 4 letters or digits"
+            )
+        mtu = None
+        if config.get("mtu") is not None:
+            mtu = _int(config, "mtu", 0, MIN_MTU, 65535)
+        return cls(
+            network=str(config["name"]),
+            ipam_type=ipam_type,
+            vni=vni,
+            port=_int(config, "port", DEFAULT_PORT, 1, 65535),
+            device=device,
+            underlay_device=underlay_device,
+            local_address=local,
+            mtu=mtu,
+            nodes=_nodes(config.get("nodes", [])),
+            host_veth_prefix=prefix,
+        )
+
+
+def _int(config: dict[str, Any], key: str, default: int, low: int, high: int) -> int:
+    value = config.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidConfig(f"{key}: expected an integer, got {value!r}")
+    if not low <= value <= high:
+        raise InvalidConfig(f"{key}: {value} is outside {low}..{high}")
+    return value
+
+
+def _string(config: dict[str, Any], key: str, default: str) -> str:
+    value = config.get(key, default)
+    if not isinstance(value, str):
+        raise InvalidConfig(f"{key}: expected a string, got {value!r}")
+    return value
+
+
+def _ifname(value: str, key: str) -> None:
+    why = validate_ifname(value)
+    if why:
+        raise InvalidConfig(f"{key}: {why}")
+
+
+def _nodes(raw: Any) -> tuple[Node, ...]:
+    if not isinstance(raw, list):
+        raise InvalidConfig(f"nodes: expected a list, got {raw!r}")
+    nodes: list[Node] = []
+    seen: dict[ipaddress.IPv4Address, int] = {}
+    for i, entry in enumerate(raw):
+        where = f"nodes[{i}]"
+        if not isinstance(entry, dict):
+            raise InvalidConfig(f"{where}: expected an object, got {entry!r}")
+        underlay = parse_address(
+            entry.get("underlayAddress"), f"{where}.underlayAddress"
+        )
+        if not isinstance(underlay, ipaddress.IPv4Address):
+            raise InvalidConfig(
+                f"{where}.underlayAddress: {underlay}: the underlay is IPv4 only"
+            )
+        if underlay in seen:
+            raise InvalidConfig(
+                f"{where}.underlayAddress: {underlay} repeats nodes[{seen[underlay]}]"
+            )
+        seen[underlay] = i
+        subnets = entry.get("podSubnets", [])
+        if "podSubnet" in entry:
+            subnets = [entry["podSubnet"], *subnets]
+        if not isinstance(subnets, list) or not subnets:
+            raise InvalidConfig(f"{where}.podSubnet: missing")
+        parsed = tuple(
+            parse_network(s, f"{where}.podSubnet[{j}]") for j, s in enumerate(subnets)
+        )
+        name = entry.get("name", "")
+        if not isinstance(name, str):
+            raise InvalidConfig(f"{where}.name: expected a string, got {name!r}")
+        nodes.append(Node(underlay=underlay, pod_subnets=parsed, name=name))
+    _reject_overlaps(nodes)
+    return tuple(nodes)
+
+
+def _reject_overlaps(nodes: list[Node]) -> None:
+    owners: list[tuple[IPNetwork, int]] = []
+    for i, node in enumerate(nodes):
+        for subnet in node.pod_subnets:
+            for other, j in owners:
+                if subnet.version == other.version and subnet.overlaps(other):
+                    raise InvalidConfig(
+                        f"nodes[{i}].podSubnet: {subnet} overlaps {other} of nodes[{j}]"
+                    )
+            owners.append((subnet, i))

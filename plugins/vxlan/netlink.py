@@ -1,0 +1,75 @@
+"""Netlink sessions in a given namespace, and the errno rules of `ensure_*` steps."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from libcni import netns
+
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute
+
+# Flags and states from linux/rtnetlink.h and linux/neighbour.h.
+RTNH_F_ONLINK = 0x4
+NUD_PERMANENT = 0x80
+NTF_SELF = 0x02
+IFA_F_NODAD = 0x02
+IFA_F_NOPREFIXROUTE = 0x200
+RT_SCOPE_LINK = 253
+RT_TABLE_MAIN = 254
+RTPROT_STATIC = 4
+
+
+@contextlib.contextmanager
+def session(netns_fd: int | None = None) -> Iterator[IPRoute]:
+    """An IPRoute socket bound to `netns_fd` (or to ours): sockets keep their netns."""
+    # pyroute2's import costs ~200 ms; only commands that touch the kernel pay it.
+    from pyroute2 import IPRoute
+
+    if netns_fd is None:
+        ipr = IPRoute()
+    else:
+        with netns.entered(netns_fd):
+            ipr = IPRoute()
+    try:
+        yield ipr
+    finally:
+        ipr.close()
+
+
+def errno_of(exc: BaseException) -> int | None:
+    code = getattr(exc, "code", None)
+    return code if isinstance(code, int) else None
+
+
+def is_netlink_error(exc: BaseException) -> bool:
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    return isinstance(exc, NetlinkError)
+
+
+def tolerate(ipr_call: Any, *codes: int) -> bool:
+    """Run a netlink call; True if it did something, False on one of `codes`."""
+    try:
+        ipr_call()
+    except Exception as exc:
+        if is_netlink_error(exc) and errno_of(exc) in codes:
+            return False
+        raise
+    return True
+
+
+def link_index(ipr: IPRoute, name: str) -> int | None:
+    found = ipr.link_lookup(ifname=name)
+    return int(found[0]) if found else None
+
+
+def delete_link_quietly(ipr: IPRoute, name: str) -> bool:
+    """Delete a link by name; a missing link is fine. True if one was deleted."""
+    index = link_index(ipr, name)
+    if index is None:
+        return False
+    return tolerate(lambda: ipr.link("del", index=index), errno.ENODEV, errno.ENOENT)

@@ -1,0 +1,230 @@
+"""The node's VXLAN device and its static view of the other nodes (route, neigh, FDB).
+
+There is no control plane: every node derives each VTEP's MAC from its underlay address,
+so the config's node list is all a node needs to reach the others.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import logging
+import socket
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from libcni.errors import ConflictingState, InvalidConfig
+from mycni_vxlan import netlink
+from mycni_vxlan.config import VXLAN_OVERHEAD_V4, Node, VxlanConf
+
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute
+
+log = logging.getLogger(__name__)
+
+
+def vtep_mac(underlay: ipaddress.IPv4Address) -> str:
+    """02:6d:<underlay IPv4>: locally administered, unique per underlay address."""
+    return ":".join(f"{b:02x}" for b in (0x02, 0x6D, *underlay.packed))
+
+
+def vtep_address(node: Node) -> ipaddress.IPv4Address | None:
+    """The node's VTEP address is the network address of its first IPv4 pod subnet."""
+    for subnet in node.pod_subnets:
+        if subnet.version == 4:
+            return ipaddress.IPv4Address(subnet.network_address)
+    return None
+
+
+@dataclass(frozen=True)
+class Underlay:
+    index: int
+    name: str
+    address: ipaddress.IPv4Address
+    mtu: int
+
+
+@dataclass(frozen=True)
+class Overlay:
+    index: int
+    name: str
+    mtu: int
+    local: Node | None
+
+
+def find_underlay(ipr: IPRoute, conf: VxlanConf) -> Underlay:
+    if conf.underlay_device:
+        index = netlink.link_index(ipr, conf.underlay_device)
+        if index is None:
+            raise InvalidConfig(
+                f"underlayDevice: {conf.underlay_device} does not exist on this node"
+            )
+    else:
+        index = _default_route_device(ipr)
+    link = ipr.get_links(index)[0]
+    name = str(link.get("ifname"))
+    address = conf.local_address or _first_ipv4(ipr, index)
+    if address is None:
+        raise InvalidConfig(
+            f"localAddress: not set and underlay device {name} has no IPv4 address"
+        )
+    return Underlay(
+        index=index, name=name, address=address, mtu=int(link.get_attr("IFLA_MTU"))
+    )
+
+
+def _default_route_device(ipr: IPRoute) -> int:
+    for route in ipr.get_routes(family=socket.AF_INET, table=netlink.RT_TABLE_MAIN):
+        if route["dst_len"] == 0 and route.get_attr("RTA_OIF") is not None:
+            return int(route.get_attr("RTA_OIF"))
+    raise InvalidConfig(
+        "underlayDevice: not set, and the node has no IPv4 default route to infer it"
+    )
+
+
+def _first_ipv4(ipr: IPRoute, index: int) -> ipaddress.IPv4Address | None:
+    for addr in ipr.get_addr(family=socket.AF_INET, index=index):
+        if addr["scope"] == 0:
+            return ipaddress.IPv4Address(addr.get_attr("IFA_ADDRESS"))
+    return None
+
+
+def overlay_mtu(conf: VxlanConf, underlay: Underlay) -> int:
+    ceiling = underlay.mtu - VXLAN_OVERHEAD_V4
+    if conf.mtu is None:
+        return int(ceiling)
+    if conf.mtu > ceiling:
+        raise InvalidConfig(
+            f"mtu: {conf.mtu} does not fit underlay {underlay.name} (mtu {underlay.mtu}"
+            f" leaves {ceiling} after {VXLAN_OVERHEAD_V4} bytes of VXLAN header)"
+        )
+    return int(conf.mtu)
+
+
+def local_node(conf: VxlanConf, underlay: Underlay) -> Node | None:
+    return next((n for n in conf.nodes if n.underlay == underlay.address), None)
+
+
+def ensure_device(ipr: IPRoute, conf: VxlanConf, underlay: Underlay) -> Overlay:
+    """Create the VXLAN device once; on later ADDs check it matches the config."""
+    mtu = overlay_mtu(conf, underlay)
+    me = local_node(conf, underlay)
+    created = netlink.tolerate(
+        lambda: ipr.link(
+            "add",
+            ifname=conf.device,
+            kind="vxlan",
+            vxlan_id=conf.vni,
+            vxlan_port=conf.port,
+            vxlan_local=str(underlay.address),
+            vxlan_link=underlay.index,
+            vxlan_learning=0,
+            mtu=mtu,
+            address=vtep_mac(underlay.address),
+        ),
+        errno.EEXIST,
+    )
+    index = netlink.link_index(ipr, conf.device)
+    if index is None:
+        raise ConflictingState(
+            f"failed to find vxlan device {conf.device} after creating"
+        )
+    if created:
+        log.debug("created vxlan device %s vni %d mtu %d", conf.device, conf.vni, mtu)
+    else:
+        _verify(ipr, index, conf, underlay, mtu)
+    ipr.link("set", index=index, state="up")
+    vtep = vtep_address(me) if me else None
+    if vtep is not None:
+        netlink.tolerate(
+            lambda: ipr.addr("add", index=index, address=str(vtep), prefixlen=32),
+            errno.EEXIST,
+        )
+    elif me is None:
+        log.warning(
+            "no entry in nodes for this node's underlay address %s: the node itself "
+            "reaches other nodes' pods with its underlay address as source",
+            underlay.address,
+        )
+    return Overlay(index=index, name=conf.device, mtu=mtu, local=me)
+
+
+def _verify(
+    ipr: IPRoute, index: int, conf: VxlanConf, underlay: Underlay, mtu: int
+) -> None:
+    link = ipr.get_links(index)[0]
+    info = link.get_attr("IFLA_LINKINFO")
+    kind = info.get_attr("IFLA_INFO_KIND") if info else None
+    if kind != "vxlan":
+        raise ConflictingState(
+            f"cannot use {conf.device} as vxlan device: it is a {kind or 'plain'} link"
+        )
+    data: dict[str, Any] = dict(info.get_attr("IFLA_INFO_DATA")["attrs"])
+    expected = {
+        "IFLA_VXLAN_ID": ("vni", conf.vni),
+        "IFLA_VXLAN_PORT": ("port", conf.port),
+        "IFLA_VXLAN_LOCAL": ("local address", str(underlay.address)),
+        "IFLA_VXLAN_LINK": ("underlay device index", underlay.index),
+    }
+    for attr, (label, want) in expected.items():
+        have = data.get(attr)
+        if have != want:
+            raise ConflictingState(
+                f"failed to use vxlan device {conf.device}: its {label} is {have}, "
+                f"the config needs {want}"
+            )
+    if int(link.get_attr("IFLA_MTU")) != mtu:
+        log.warning(
+            "vxlan device %s had mtu %s, expected %d (underlay %s mtu %d): corrected",
+            conf.device,
+            link.get_attr("IFLA_MTU"),
+            mtu,
+            underlay.name,
+            underlay.mtu,
+        )
+        ipr.link("set", index=index, mtu=mtu)
+
+
+def ensure_peers(ipr: IPRoute, conf: VxlanConf, overlay: Overlay) -> None:
+    """Program route, neighbour and FDB entry for every other node in the config."""
+    for node in conf.nodes:
+        if node is overlay.local:
+            continue
+        vtep = vtep_address(node)
+        if vtep is None:
+            log.warning("node %s has no IPv4 pod subnet: skipped", node.underlay)
+            continue
+        mac = vtep_mac(node.underlay)
+        ipr.neigh(
+            "replace",
+            dst=str(vtep),
+            lladdr=mac,
+            ifindex=overlay.index,
+            state=netlink.NUD_PERMANENT,
+        )
+        ipr.fdb(
+            "replace",
+            ifindex=overlay.index,
+            lladdr=mac,
+            dst=str(node.underlay),
+            state=netlink.NUD_PERMANENT,
+            flags=netlink.NTF_SELF,
+        )
+        for subnet in node.pod_subnets:
+            if subnet.version != 4:
+                log.warning(
+                    "pod subnet %s of node %s: IPv6 over the overlay is not handled "
+                    "yet; skipped",
+                    subnet,
+                    node.underlay,
+                )
+                continue
+            ipr.route(
+                "replace",
+                dst=str(subnet),
+                gateway=str(vtep),
+                oif=overlay.index,
+                flags=netlink.RTNH_F_ONLINK,
+                proto=netlink.RTPROT_STATIC,
+            )
+        log.debug("overlay peer %s: vtep %s mac %s", node.underlay, vtep, mac)

@@ -1,0 +1,126 @@
+"""Addresses and routes on both ends of a pod's veth: the node routes every pod packet.
+
+The pod's address carries its subnet's prefix but no on-link subnet route, so even
+same-subnet traffic goes to the gateway, which lives on the host end of every pod veth.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import logging
+from typing import TYPE_CHECKING
+
+from libcni.types import IPAddress, IPConfig, Route
+from mycni_vxlan import netlink
+from mycni_vxlan.veth import VethPair
+
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute
+
+log = logging.getLogger(__name__)
+
+DEFAULT = {
+    4: ipaddress.ip_network("0.0.0.0/0"),
+    6: ipaddress.ip_network("::/0"),
+}
+FORWARDING = {
+    4: "/proc/sys/net/ipv4/ip_forward",
+    6: "/proc/sys/net/ipv6/conf/all/forwarding",
+}
+
+
+def gateway_of(ip: IPConfig) -> IPAddress:
+    """The IPAM's gateway, or the subnet's first address when the IPAM names none."""
+    if ip.gateway is not None:
+        return ip.gateway
+    return ip.address.network.network_address + 1
+
+
+def pod_routes(
+    ips: tuple[IPConfig, ...], extra: tuple[Route, ...]
+) -> tuple[Route, ...]:
+    """A default route per family, plus the IPAM's routes (default ones folded in)."""
+    routes: list[Route] = []
+    for ip in ips:
+        default = Route(dst=DEFAULT[ip.address.version], gw=gateway_of(ip))
+        if default not in routes:
+            routes.append(default)
+    for route in extra:
+        family_gw = next(
+            (gateway_of(ip) for ip in ips if ip.address.version == route.dst.version),
+            None,
+        )
+        if family_gw is None:
+            continue
+        wanted = Route(dst=route.dst, gw=route.gw or family_gw)
+        if route.dst.prefixlen == 0 or wanted in routes:
+            continue
+        routes.append(wanted)
+    return tuple(routes)
+
+
+def configure_pod(
+    pod: IPRoute, pair: VethPair, ips: tuple[IPConfig, ...], routes: tuple[Route, ...]
+) -> None:
+    index = pair.pod_index
+    for ip in ips:
+        flags = netlink.IFA_F_NOPREFIXROUTE
+        if ip.address.version == 6:
+            flags |= netlink.IFA_F_NODAD
+        pod.addr(
+            "add",
+            index=index,
+            address=str(ip.address.ip),
+            prefixlen=ip.address.network.prefixlen,
+            flags=flags,
+        )
+    pod.link("set", index=index, state="up")
+    for gw in {gateway_of(ip) for ip in ips}:
+        pod.route(
+            "replace",
+            dst=f"{gw}/{gw.max_prefixlen}",
+            oif=index,
+            scope=netlink.RT_SCOPE_LINK,
+        )
+    for route in routes:
+        pod.route("replace", dst=str(route.dst), gateway=str(route.gw), oif=index)
+    log.debug("pod %s: addresses %s, routes %s", pair.pod_name, ips, routes)
+
+
+def configure_host(node: IPRoute, pair: VethPair, ips: tuple[IPConfig, ...]) -> None:
+    """Gateway address on the host end (like every pod veth), and a route to the pod."""
+    index = pair.host_index
+    node.link("set", index=index, state="up")
+    for ip in ips:
+        gw = gateway_of(ip)
+        netlink.tolerate(
+            lambda gw=gw: node.addr(
+                "add",
+                index=index,
+                address=str(gw),
+                prefixlen=gw.max_prefixlen,
+                flags=netlink.IFA_F_NODAD if gw.version == 6 else 0,
+            ),
+            errno.EEXIST,
+        )
+        node.route(
+            "replace",
+            dst=f"{ip.address.ip}/{ip.address.max_prefixlen}",
+            oif=index,
+            scope=netlink.RT_SCOPE_LINK,
+            proto=netlink.RTPROT_STATIC,
+        )
+    log.debug("host %s: gateway and pod routes for %s", pair.host_name, ips)
+
+
+def ensure_forwarding(families: set[int]) -> None:
+    """The node routes pod traffic: turn forwarding on in the namespace we run in."""
+    for family in sorted(families):
+        path = FORWARDING[family]
+        with open(path) as f:
+            if f.read().strip() == "1":
+                continue
+        with open(path, "w") as f:
+            f.write("1")
+        log.debug("enabled forwarding: %s", path)
