@@ -1,0 +1,63 @@
+"""Reading the host veth, pod MAC and IPv4 addresses out of prevResult."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+from typing import Any
+
+import pytest
+
+from libcni.errors import InvalidConfig
+from libcni.types import Result
+from mycni_ebpf_redirect.attachment import Attachment
+
+
+def prev(**overrides: Any) -> Result:
+    obj: dict[str, Any] = {
+        "cniVersion": "1.0.0",
+        "interfaces": [
+            {"name": "veth1", "mac": "02:00:00:00:00:04"},
+            {"name": "eth0", "mac": "02:00:00:00:00:03", "sandbox": "/run/netns/p"},
+        ],
+        "ips": [
+            {"address": "10.1.0.3/24", "gateway": "10.1.0.1", "interface": 1},
+            {"address": "fd00::3/64", "interface": 1},
+            {"address": "10.9.0.1/24", "interface": 0},
+        ],
+    }
+    obj.update(overrides)
+    return Result.from_dict(obj, "prevResult")
+
+
+def test_reads_host_veth_mac_and_pod_ipv4_only() -> None:
+    got = Attachment.from_prev_result(prev(), "eth0")
+    assert got == Attachment(
+        host_veth="veth1",
+        pod_mac=bytes.fromhex("020000000003"),
+        ips=(IPv4Address("10.1.0.3"),),
+    )
+
+
+def test_ips_without_interface_belong_to_the_pod() -> None:
+    got = Attachment.from_prev_result(prev(ips=[{"address": "10.1.0.5/24"}]), "eth0")
+    assert got.ips == (IPv4Address("10.1.0.5"),)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "ifname", "where"),
+    [
+        ({"interfaces": [{"name": "eth0", "sandbox": "/x", "mac": "02:00:00:00:00:03"}],
+          "ips": [{"address": "10.1.0.3/24", "interface": 0}]},
+         "eth0", "prevResult.interfaces: no host-side interface"),
+        ({}, "eth1", "prevResult.interfaces: no interface eth1 inside a sandbox"),
+        ({"interfaces": [{"name": "veth1"}, {"name": "eth0", "sandbox": "/x"}]},
+         "eth0", "prevResult.interfaces[1].mac: ''"),
+    ],
+    ids=["no-host-side", "other-ifname", "no-pod-mac"],
+)  # fmt: skip
+def test_unusable_prev_result(
+    overrides: dict[str, Any], ifname: str, where: str
+) -> None:
+    with pytest.raises(InvalidConfig) as info:
+        Attachment.from_prev_result(prev(**overrides), ifname)
+    assert info.value.msg.startswith(where)

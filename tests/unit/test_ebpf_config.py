@@ -1,0 +1,52 @@
+"""Configuration keys of ebpf-redirect and their defaults."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from libcni.errors import InvalidConfig
+from mycni_ebpf_redirect.config import EbpfConf, default_object_dir
+
+
+def test_defaults() -> None:
+    conf = EbpfConf.from_config({"name": "net1"})
+    assert conf.pin_root == Path("/sys/fs/bpf/mycni")
+    assert conf.object_dir == Path("/opt/mycni/bpf")
+    assert conf.priority == 1
+    assert conf.state_dir == Path("/var/lib/cni/mycni-ebpf")
+
+
+def test_frozen_object_dir_is_next_to_the_bundle(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    exe = tmp_path / "build" / "dist" / "mycni" / "ebpf-redirect"
+    exe.parent.mkdir(parents=True)
+    exe.touch()
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setattr(sys, "executable", str(exe))
+    assert default_object_dir() == tmp_path / "build" / "bpf"
+
+
+@pytest.mark.parametrize(
+    ("config", "where"),
+    [
+        ({"priority": 0}, "priority"),
+        ({"priority": 65536}, "priority"),
+        ({"priority": True}, "priority"),
+        ({"priority": "1"}, "priority"),
+        ({"pinRoot": "relative/dir"}, "pinRoot"),
+        ({"pinRoot": "/sys/fs/bpf/../x"}, "pinRoot"),
+        ({"stateDir": ""}, "stateDir"),
+        ({"bpfObjectDir": 5}, "bpfObjectDir"),
+    ],
+    ids=["prio-0", "prio-too-big", "prio-bool", "prio-string", "relative-pins",
+         "dotdot-pins", "empty-state", "number-objdir"],
+)  # fmt: skip
+def test_invalid_values_are_named(config: dict[str, Any], where: str) -> None:
+    with pytest.raises(InvalidConfig) as info:
+        EbpfConf.from_config({"name": "net1", **config})
+    assert info.value.msg.startswith(f"{where}: ")
