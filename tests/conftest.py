@@ -13,7 +13,7 @@ import itertools
 import os
 import secrets
 import shutil
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -69,24 +69,26 @@ def pytest_runtest_makereport(
 # --- the session leak check -----------------------------------------------------
 
 
+ROOT_LINKS = "root-namespace link"
+
+
 class Snapshot:
     """What a test session could leave behind on this machine, by kind."""
 
     def __init__(self) -> None:
         self.kinds: dict[str, set[str]] = {
             "network namespace": tb.list_netns() if shutil.which("ip") else set(),
-            "root-namespace link": tb.list_links() if shutil.which("ip") else set(),
+            ROOT_LINKS: tb.list_links() if shutil.which("ip") else set(),
             "bpffs file": files_under(BPFFS) if is_bpffs(BPFFS) else set(),
             "test state": files_under(tb.STATE_ROOT),
             "default CNI state": files_under(DEFAULT_CNI_STATE),
         }
 
-    def added_since(self, before: Snapshot, ours: Callable[[str], bool]) -> list[str]:
+    def added_since(self, before: Snapshot) -> list[tuple[str, str]]:
         return [
-            f"{kind}: {item}"
+            (kind, item)
             for kind, items in self.kinds.items()
             for item in sorted(items - before.kinds[kind])
-            if ours(item)
         ]
 
 
@@ -111,26 +113,47 @@ def is_bpffs(path: Path) -> bool:
 def session_prefix() -> str:
     """Prefix of every testbed of this session, telling our objects from those of
     other sessions running on the same machine at the same time."""
-    return f"mycni-{secrets.token_hex(2)}-"
+    return f"mycni-{secrets.token_hex(3)}-"
+
+
+SUSPECTS = pytest.StashKey[list[str]]()
 
 
 @pytest.fixture(scope="session", autouse=True)
-def nothing_left_behind(session_prefix: str) -> Iterator[None]:
+def nothing_left_behind(
+    session_prefix: str, pytestconfig: pytest.Config
+) -> Iterator[None]:
+    """Fail the session when it left namespaces, root links, pins or CNI state.
+
+    Named after this session's testbeds, or a root-namespace link (nothing may make
+    one), is a leak. Anything else new may belong to another test run on the same
+    machine: a leak with CI=true, where nothing else runs, and otherwise listed in
+    the summary as a suspect.
+    """
     before = Snapshot()
     yield
     after = Snapshot()
 
-    def ours(item: str) -> bool:
-        # Another session's testbed is its own business; anything else is a leak.
-        first = item.split("/", 1)[0]
-        return first.startswith(session_prefix) or not first.startswith("mycni-")
-
-    leaked = after.added_since(before, ours)
+    leaked: list[str] = []
+    suspects: list[str] = []
+    for kind, item in after.added_since(before):
+        ours = item.split("/", 1)[0].startswith(session_prefix)
+        strict = ours or kind == ROOT_LINKS or os.environ.get("CI") == "true"
+        (leaked if strict else suspects).append(f"{kind}: {item}")
+    pytestconfig.stash[SUSPECTS] = suspects
     if leaked:
         pytest.fail(
             "the test session left things behind:\n  " + "\n  ".join(leaked),
             pytrace=False,
         )
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    suspects = terminalreporter.config.stash.get(SUSPECTS, [])
+    if suspects:
+        terminalreporter.section("possibly left behind (or another run's)")
+        for line in suspects:
+            terminalreporter.write_line(line)
 
 
 # --- testbed fixtures -----------------------------------------------------------

@@ -227,7 +227,7 @@ class Driver:
         cache_dir: Path,
         cni_path: Sequence[Path] = DEFAULT_CNI_PATH,
         executable: Path = DRIVER,
-        timeout: float = 60.0,
+        timeout: float = 90.0,  # above the driver's own 60 s, which kills plugins
     ):
         self.node_ns = node_ns
         self.cache_dir = cache_dir
