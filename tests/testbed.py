@@ -112,7 +112,8 @@ def run_in(
 
 
 def run(argv: Sequence[str], *, timeout: float = COMMAND_TIMEOUT) -> str:
-    """Run argv in the current namespace (only `ip netns`/`ip -n` style commands)."""
+    """Run argv here: only `ip netns`, `ip -n NS`, mount and umount, which act on
+    the testbed's own namespaces and directories, never the root network namespace."""
     proc = subprocess.run(
         list(argv), capture_output=True, text=True, timeout=timeout, check=False
     )
