@@ -62,10 +62,12 @@ def _load(pins: Pins, obj: Path) -> None:
     """bpftool prog load, pinning new maps in a staging directory first.
 
     bpftool's `pinmaps DIR` pins every map of the object, reused ones too, and
-    fails on a name already pinned in DIR, so new maps are moved into maps/ by
-    rename (bpffs supports it) and the staging directory is removed.
+    fails on a name already pinned in DIR, so it pins into a staging directory,
+    new maps are renamed into maps/ and the staging directory is removed.
     """
-    staging = pins.root / f".staging-{os.getpid()}"
+    # No dot in the name: bpffs reserves names with dots and its lookup fails
+    # with EPERM on them (kernel/bpf/inode.c, bpf_lookup).
+    staging = pins.root / f"staging-{os.getpid()}"
     reuse = [
         arg
         for name in bpfobj.FROM_POD.map_names
