@@ -1,0 +1,76 @@
+"""mycni networks on a testbed: conflists whose node list and pod ranges match it."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import sqlite3
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from tests import testbed as tb
+
+
+def pod_subnet(bed: tb.Testbed, node: tb.Node) -> ipaddress.IPv4Network:
+    """10.<testbed octet>.<node index>.0/24: unique per testbed, inside its namespaces."""
+    octet = bed.subnet.network_address.packed[2]
+    return ipaddress.IPv4Network(f"10.{octet}.{node.index}.0/24")
+
+
+def node_list(bed: tb.Testbed) -> list[dict[str, str]]:
+    return [
+        {
+            "name": node.name,
+            "underlayAddress": str(node.address.ip),
+            "podSubnet": str(pod_subnet(bed, node)),
+        }
+        for node in bed.nodes
+    ]
+
+
+def render(
+    bed: tb.Testbed,
+    node: tb.Node,
+    source: str,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    filename: str = "net.conflist",
+) -> Path:
+    """Write `source` (a conflist of conflists/) for `node` of `bed`; return its path.
+
+    The vxlan plugin gets the testbed's node list and a vni of its own; the IPAM (of
+    vxlan or of any plugin that has one) hands out addresses of this node's pod subnet.
+    """
+    subnet = pod_subnet(bed, node)
+    conflist = node.render_conflist(source)
+    conflist["name"] = f"{bed.name}-net"
+    for plugin in conflist.get("plugins", []):
+        if plugin.get("type") == "vxlan":
+            plugin["nodes"] = node_list(bed)
+            plugin["vni"] = 100 + bed.subnet.network_address.packed[2]
+        ipam = plugin.get("ipam")
+        if isinstance(ipam, dict) and "ranges" in ipam:
+            ipam["ranges"] = [[{"subnet": str(subnet), "gateway": str(subnet[1])}]]
+    conflist = tb.render_conflist(conflist, overrides)
+    path = node.state_dir / filename
+    path.write_text(json.dumps(conflist, indent=2))
+    return path
+
+
+def leases(node: tb.Node) -> list[tuple[Any, ...]]:
+    """Every lease mycni-ipam holds in this node's data directory."""
+    found: list[tuple[Any, ...]] = []
+    for db in node.ipam_dir.rglob("*.sqlite3"):
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            found += conn.execute("SELECT * FROM leases").fetchall()
+    return found
+
+
+def host_links(node: tb.Node) -> set[str]:
+    """Host-side pod veths on a node (our default prefix `mc`)."""
+    return {name for name in tb.list_links(node.name) if name.startswith("mc")}
+
+
+def node_routes(node: tb.Node) -> list[str]:
+    return node.run(["ip", "-4", "route", "show"]).stdout.splitlines()
