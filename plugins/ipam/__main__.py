@@ -1,8 +1,7 @@
 """Entry point of the mycni-ipam executable."""
 
-from mycni_ipam.plugin import PLUGIN
-
 from libcni import skel
+from mycni_ipam.plugin import PLUGIN
 
 
 def main() -> None:

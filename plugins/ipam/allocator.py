@@ -7,11 +7,10 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from mycni_ipam.config import IpamConf, Range, RangeSet
-from mycni_ipam.store import Lease, Store
-
 from libcni.errors import AddressExhausted, ConflictingState, InvalidEnvironment
 from libcni.types import IPAddress, IPConfig
+from mycni_ipam.config import IpamConf, Range, RangeSet
+from mycni_ipam.store import Lease, Store
 
 log = logging.getLogger(__name__)
 

@@ -164,6 +164,7 @@ class IpamConf:
     store: StoreConf
     range_sets: tuple[RangeSet, ...]
     routes: tuple[Route, ...]
+    resolv_conf: Path | None = None
 
     @classmethod
     def from_json(cls, config: Any) -> IpamConf:
@@ -173,6 +174,7 @@ class IpamConf:
             store=StoreConf.from_json(config),
             range_sets=_parse_range_sets(ipam),
             routes=_parse_routes(ipam.get("routes")),
+            resolv_conf=_parse_resolv_conf(ipam.get("resolvConf")),
         )
 
     @property
@@ -284,3 +286,11 @@ def _parse_lock_timeout(raw: Any) -> float:
             f"ipam.lockTimeout: expected a positive number of seconds, got {raw!r}"
         )
     return float(raw)
+
+
+def _parse_resolv_conf(raw: Any) -> Path | None:
+    if raw is None or raw == "":
+        return None
+    if not isinstance(raw, str):
+        raise InvalidConfig(f"ipam.resolvConf: expected a file path, got {raw!r}")
+    return Path(raw)

@@ -6,9 +6,8 @@ import copy
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from mycni_ipam.store import Lease
-
 from libcni.types import IPAddress
+from mycni_ipam.store import Lease
 
 
 class MemoryStore:

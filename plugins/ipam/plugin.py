@@ -5,14 +5,14 @@ from __future__ import annotations
 import ipaddress
 import logging
 
+from libcni.errors import CniError, Code, InvalidEnvironment
+from libcni.skel import Plugin, Request
+from libcni.types import DNS, IPAddress, Result
 from mycni_ipam import allocator
 from mycni_ipam.allocator import Owner
 from mycni_ipam.config import IpamConf, StoreConf
+from mycni_ipam.resolv import read_dns
 from mycni_ipam.sqlite_store import DB_NAME, SqliteStore
-
-from libcni.errors import CniError, Code, InvalidEnvironment
-from libcni.skel import Plugin, Request
-from libcni.types import IPAddress, Result
 
 log = logging.getLogger(__name__)
 
@@ -26,15 +26,17 @@ class UnknownContainer(CniError):
 def cmd_add(req: Request) -> Result:
     conf = IpamConf.from_json(req.config)
     requested = requested_addresses(req.args)
+    # Read before leasing, so an unreadable file cannot leave a lease behind.
+    dns = read_dns(conf.resolv_conf) if conf.resolv_conf else DNS()
 
     with SqliteStore(conf.store.data_dir, conf.store.lock_timeout) as store:
         leases = allocator.allocate(store, conf, owner_of(req), requested)
 
-    log.debug("leased %s", ", ".join(str(a.address) for a in leases))
     return Result(
         cni_version=req.cni_version,
         ips=tuple(a.to_ip_config() for a in leases),
         routes=conf.routes,
+        dns=dns,
     )
 
 

@@ -15,10 +15,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mycni_ipam.store import Lease
-
 from libcni.errors import IOFailure, TryAgainLater
 from libcni.types import IPAddress
+from mycni_ipam.store import Lease
 
 log = logging.getLogger(__name__)
 

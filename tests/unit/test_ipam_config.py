@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from libcni.errors import InvalidConfig
 from mycni_ipam.config import DEFAULT_DATA_DIR, IpamConf, StoreConf
+from mycni_ipam.resolv import parse_dns
 
 
 def netconf(**ipam: Any) -> dict[str, Any]:
@@ -214,3 +215,15 @@ def test_parsed_ranges_are_inside_their_subnet_or_rejected(raw: dict[str, Any]) 
     assert span is not None
     assert rng.start in rng.subnet and rng.end in rng.subnet
     assert all(rng.contains(a) for a in span)
+
+
+def test_resolv_conf_lines_become_dns() -> None:
+    dns = parse_dns(
+        "# comment\nnameserver 10.0.0.10\nnameserver fd00::10\ndomain example.org\n"
+        "search a.example b.example\noptions ndots:5 edns0\nsortlist 10.0.0.0\n"
+    )
+
+    assert dns.nameservers == ("10.0.0.10", "fd00::10")
+    assert dns.domain == "example.org"
+    assert dns.search == ("a.example", "b.example")
+    assert dns.options == ("ndots:5", "edns0")

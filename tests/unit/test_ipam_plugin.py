@@ -1,0 +1,319 @@
+"""mycni-ipam end to end without root: in-process through libcni.skel, as a
+subprocess (`python -m mycni_ipam`), and side by side with the reference host-local."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from libcni import skel, version
+from mycni_ipam.plugin import PLUGIN
+
+REPO = Path(__file__).resolve().parents[2]
+HOST_LOCAL = Path("/usr/lib/cni/host-local")
+VERSIONS = version.SUPPORTED
+
+Runner = Callable[..., tuple[int, dict[str, Any]]]
+
+
+def netconf(data_dir: Path, ver: str = "1.0.0", **ipam: Any) -> dict[str, Any]:
+    ipam.setdefault("ranges", [[{"subnet": "10.1.0.0/24"}], [{"subnet": "fd00::/64"}]])
+    return {
+        "cniVersion": ver,
+        "name": "mynet",
+        "type": "mycni-ipam",
+        "ipam": {"type": "mycni-ipam", "dataDir": str(data_dir), **ipam},
+    }
+
+
+def environ(command: str, cid: str = "c1", cni_args: str = "") -> dict[str, str]:
+    return {
+        "CNI_COMMAND": command,
+        "CNI_CONTAINERID": cid,
+        "CNI_NETNS": "/var/run/netns/none",  # IPAM never opens it
+        "CNI_IFNAME": "eth0",
+        "CNI_PATH": "/usr/lib/cni",
+        "CNI_ARGS": cni_args,
+    }
+
+
+def run_in_process(
+    command: str, conf: dict[str, Any], cid: str = "c1", cni_args: str = ""
+) -> tuple[int, dict[str, Any]]:
+    code, out = skel.run(
+        PLUGIN, environ(command, cid, cni_args), json.dumps(conf).encode()
+    )
+    return code, json.loads(out) if out else {}
+
+
+def run_executable(
+    exe: list[str], extra_env: dict[str, str]
+) -> Callable[..., tuple[int, dict[str, Any]]]:
+    def run(
+        command: str, conf: dict[str, Any], cid: str = "c1", cni_args: str = ""
+    ) -> tuple[int, dict[str, Any]]:
+        proc = subprocess.run(
+            exe,
+            input=json.dumps(conf).encode(),
+            env={**os.environ, **extra_env, **environ(command, cid, cni_args)},
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        out = proc.stdout.decode()
+        assert "Traceback" not in out
+        return proc.returncode, json.loads(out) if out.strip() else {}
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def pythonpath(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Import libcni from the repo and mycni_ipam from plugins/ipam, uninstalled."""
+    shim = tmp_path_factory.mktemp("pythonpath")
+    (shim / "mycni_ipam").symlink_to(REPO / "plugins" / "ipam")
+    return os.pathsep.join([str(REPO), str(shim)])
+
+
+@pytest.fixture(params=["in-process", "subprocess"])
+def run(request: pytest.FixtureRequest, pythonpath: str) -> Runner:
+    if request.param == "in-process":
+        return run_in_process
+    return run_executable(
+        [sys.executable, "-m", "mycni_ipam"], {"PYTHONPATH": pythonpath}
+    )
+
+
+@pytest.mark.parametrize("ver", VERSIONS)
+def test_add_check_del_del(run: Runner, tmp_path: Path, ver: str) -> None:
+    conf = netconf(tmp_path, ver, routes=[{"dst": "0.0.0.0/0"}])
+
+    code, result = run("ADD", conf)
+    assert code == 0, result
+    v4 = {"address": "10.1.0.2/24", "gateway": "10.1.0.1"}
+    v6 = {"address": "fd00::2/64", "gateway": "fd00::1"}
+    if not version.at_least(ver, "1.0.0"):
+        v4, v6 = {"version": "4", **v4}, {"version": "6", **v6}
+    assert result == {
+        "cniVersion": ver,
+        "ips": [v4, v6],
+        "routes": [{"dst": "0.0.0.0/0"}],
+    }
+
+    if version.at_least(ver, "0.4.0"):
+        assert run("CHECK", conf) == (0, {})
+    assert run("DEL", conf) == (0, {})
+    assert run("DEL", conf) == (0, {})
+    if version.at_least(ver, "0.4.0"):
+        code, err = run("CHECK", conf)
+        assert (code, err["code"]) == (1, 3)
+        assert err["msg"] == (
+            "failed to check lease in network mynet: container c1 ifname eth0 holds "
+            "no address in 10.1.0.0/24 (10.1.0.2-10.1.0.254)"
+        )
+
+
+def test_repeated_add_returns_the_same_addresses(run: Runner, tmp_path: Path) -> None:
+    conf = netconf(tmp_path)
+
+    first = run("ADD", conf)
+    second = run("ADD", conf)
+    other = run("ADD", conf, cid="c2")
+
+    assert first == second
+    assert other[1]["ips"][0]["address"] == "10.1.0.3/24"
+
+
+def test_exhausted_range(run: Runner, tmp_path: Path) -> None:
+    conf = netconf(tmp_path, ranges=[[{"subnet": "10.1.0.0/30"}]])
+    assert run("ADD", conf, cid="c1")[0] == 0
+
+    code, err = run("ADD", conf, cid="c2")
+
+    assert code == 1
+    assert err == {
+        "cniVersion": "1.0.0",
+        "code": 100,
+        "msg": "failed to allocate for network mynet: range 10.1.0.0/30 "
+        "(10.1.0.2-10.1.0.2) has no free address",
+    }
+
+
+def test_invalid_config(run: Runner, tmp_path: Path) -> None:
+    conf = netconf(
+        tmp_path,
+        ranges=[
+            [
+                {"subnet": "10.1.0.0/24"},
+                {"subnet": "10.2.0.0/24", "gateway": "10.9.0.9"},
+            ]
+        ],
+    )
+
+    code, err = run("ADD", conf)
+
+    assert (code, err["code"]) == (1, 7)
+    assert err["msg"] == "ipam.ranges[0][1].gateway: 10.9.0.9 is outside 10.2.0.0/24"
+
+
+def test_requested_address(run: Runner, tmp_path: Path) -> None:
+    conf = netconf(tmp_path)
+
+    code, result = run("ADD", conf, cni_args="IgnoreUnknown=1;IP=10.1.0.42,fd00::42")
+    taken = run("ADD", conf, cid="c2", cni_args="IP=10.1.0.42")
+    outside = run("ADD", conf, cid="c3", cni_args="IP=10.7.0.1")
+
+    assert code == 0
+    assert [ip["address"] for ip in result["ips"]] == ["10.1.0.42/24", "fd00::42/64"]
+    assert taken[1]["msg"] == (
+        "failed to allocate for network mynet: requested address 10.1.0.42 is held "
+        "by container c1 ifname eth0"
+    )
+    assert outside[1]["msg"] == (
+        "failed to allocate for network mynet: requested address 10.7.0.1 is not "
+        "in any range"
+    )
+
+
+def test_del_without_a_store_creates_nothing(run: Runner, tmp_path: Path) -> None:
+    data_dir = tmp_path / "never-used"
+
+    assert run("DEL", netconf(data_dir)) == (0, {})
+    assert not data_dir.exists()
+
+
+def test_version(pythonpath: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "mycni_ipam"],
+        input=b"{}",
+        env={**os.environ, "PYTHONPATH": pythonpath, "CNI_COMMAND": "VERSION"},
+        capture_output=True,
+        check=True,
+    )
+
+    assert json.loads(proc.stdout)["supportedVersions"] == list(VERSIONS)
+
+
+def test_sixteen_concurrent_executables(tmp_path: Path, pythonpath: str) -> None:
+    conf = json.dumps(netconf(tmp_path)).encode()
+    env = {**os.environ, "PYTHONPATH": pythonpath}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "mycni_ipam"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**env, **environ("ADD", cid=f"c{i}")},
+        )
+        for i in range(16)
+    ]
+    outs = [json.loads(p.communicate(conf, timeout=60)[0]) for p in procs]
+
+    addresses = [ip["address"] for out in outs for ip in out["ips"]]
+    assert len(addresses) == 32
+    assert len(set(addresses)) == 32
+
+
+# Same JSON to both plugins; they share a dataDir without clashing (host-local
+# writes <dataDir>/<network>/, we write <dataDir>/leases.sqlite3).
+SAME_SHAPE = {
+    "legacy-v4": {"subnet": "10.1.0.0/24", "ranges": []},
+    "dual-stack-routes": {
+        "ranges": [[{"subnet": "10.1.0.0/24"}], [{"subnet": "fd00::/64"}]],
+        "routes": [{"dst": "0.0.0.0/0"}, {"dst": "10.9.0.0/16", "gw": "10.1.0.7"}],
+    },
+    "start-end-gateway": {
+        "ranges": [
+            [
+                {
+                    "subnet": "10.1.0.0/16",
+                    "rangeStart": "10.1.4.10",
+                    "rangeEnd": "10.1.4.20",
+                    "gateway": "10.1.0.254",
+                }
+            ]
+        ]
+    },
+    "gateway-is-range-start": {
+        "ranges": [[{"subnet": "10.1.0.0/29", "rangeStart": "10.1.0.1"}]]
+    },
+    "unknown-keys": {
+        "subnet": "10.1.0.0/24",
+        "ranges": [],
+        "resolvConf": "/etc/resolv.conf",
+        "extra": {"a": 1},
+    },
+}
+
+INVALID = {
+    "host-bits": {"ranges": [[{"subnet": "10.1.0.1/24"}]]},
+    "mixed-families": {
+        "ranges": [[{"subnet": "10.1.0.0/24"}, {"subnet": "fd00::/64"}]]
+    },
+    "start-after-end": {
+        "ranges": [
+            [
+                {
+                    "subnet": "10.1.0.0/24",
+                    "rangeStart": "10.1.0.50",
+                    "rangeEnd": "10.1.0.10",
+                }
+            ]
+        ]
+    },
+    "overlapping-sets": {
+        "ranges": [[{"subnet": "10.1.0.0/24"}], [{"subnet": "10.1.0.0/24"}]]
+    },
+    "too-small": {"ranges": [[{"subnet": "10.1.0.0/31"}]]},
+    "start-outside": {
+        "ranges": [[{"subnet": "10.1.0.0/24", "rangeStart": "10.2.0.1"}]]
+    },
+    "no-ranges": {"ranges": []},
+    "not-a-cidr": {"ranges": [[{"subnet": "banana"}]]},
+}
+
+needs_host_local = pytest.mark.skipif(
+    not os.access(HOST_LOCAL, os.X_OK), reason=f"{HOST_LOCAL} is not installed"
+)
+
+
+@needs_host_local
+@pytest.mark.parametrize("ver", ["0.3.1", "0.4.0", "1.0.0"])
+@pytest.mark.parametrize("ipam", SAME_SHAPE.values(), ids=SAME_SHAPE.keys())
+def test_first_add_matches_host_local(
+    tmp_path: Path, ipam: dict[str, Any], ver: str
+) -> None:
+    conf = netconf(tmp_path, ver, **ipam)
+    host_local = run_executable([str(HOST_LOCAL)], {})
+
+    ours = run_in_process("ADD", conf)
+    theirs = host_local("ADD", conf)
+
+    assert ours[0] == theirs[0] == 0, (ours, theirs)
+    if theirs[1].get("dns") == {}:
+        del theirs[1]["dns"]  # host-local prints an empty "dns": {}, we omit it
+    assert ours[1] == theirs[1]
+    assert run_in_process("DEL", conf)[0] == host_local("DEL", conf)[0] == 0
+
+
+@needs_host_local
+@pytest.mark.parametrize("ipam", INVALID.values(), ids=INVALID.keys())
+def test_invalid_config_rejected_like_host_local(
+    tmp_path: Path, ipam: dict[str, Any]
+) -> None:
+    conf = netconf(tmp_path, **ipam)
+
+    ours = run_in_process("ADD", conf)
+    theirs = run_executable([str(HOST_LOCAL)], {})("ADD", conf)
+
+    # host-local reports its config errors as 999 (untyped); ours carry code 7.
+    assert (ours[0], ours[1]["code"]) == (1, 7)
+    assert (theirs[0], theirs[1]["code"]) == (1, 999)
+    assert "None" not in ours[1]["msg"] and "nil" not in ours[1]["msg"]
