@@ -64,6 +64,20 @@ def release(store: Store, owner: Owner) -> list[Lease]:
         return store.release(owner.network, owner.container_id, owner.ifname)
 
 
+def release_all_but(
+    store: Store, network: str, keep: set[tuple[str, str]]
+) -> list[Lease]:
+    """Drop every lease whose (container, ifname) is not in keep (CNI GC)."""
+    with store.transaction():
+        dropped = []
+        for lease in store.leases_in(network):
+            if (lease.container_id, lease.ifname) not in keep:
+                dropped += store.release(
+                    network, lease.container_id, lease.ifname, lease.range_set
+                )
+        return dropped
+
+
 def find(store: Store, conf: IpamConf, owner: Owner) -> tuple[Allocation, ...]:
     """The owner's current leases that still fit the config; no change is made."""
     with store.transaction():

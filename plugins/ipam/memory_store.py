@@ -44,6 +44,10 @@ class MemoryStore:
             key=lambda lease: lease.range_set,
         )
 
+    def leases_in(self, network: str) -> list[Lease]:
+        self._check()
+        return [lease for lease in self._leases.values() if lease.network == network]
+
     def holder(self, network: str, address: IPAddress) -> Lease | None:
         self._check()
         return self._leases.get((network, address))

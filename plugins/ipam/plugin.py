@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from typing import Any
 
-from libcni.errors import CniError, Code, InvalidEnvironment
+from libcni.errors import CniError, Code, InvalidConfig, InvalidEnvironment
 from libcni.skel import Plugin, Request
 from libcni.types import DNS, IPAddress, Result
 from mycni_ipam import allocator
@@ -68,6 +69,51 @@ def cmd_check(req: Request) -> None:
         )
 
 
+def cmd_gc(req: Request) -> None:
+    conf = StoreConf.from_json(req.config)
+    keep = valid_attachments(req.config)
+    if not (conf.data_dir / DB_NAME).exists():
+        return
+
+    with SqliteStore(conf.data_dir, conf.lock_timeout) as store:
+        dropped = allocator.release_all_but(store, conf.network, keep)
+
+    for lease in dropped:
+        log.info(
+            "gc released %s of container %s ifname %s",
+            lease.address,
+            lease.container_id,
+            lease.ifname,
+        )
+
+
+def cmd_status(req: Request) -> None:
+    # Leases live in a local file: parsing the config and opening the store is
+    # all that can fail before an ADD.
+    conf = IpamConf.from_json(req.config)
+
+    with SqliteStore(conf.store.data_dir, conf.store.lock_timeout):
+        pass
+
+
+def valid_attachments(config: dict[str, Any]) -> set[tuple[str, str]]:
+    """The (container, ifname) pairs GC keeps (spec 1.1 cni.dev/valid-attachments)."""
+    key = "cni.dev/valid-attachments"
+    raw = config.get(key, [])
+    if not isinstance(raw, list):
+        raise InvalidConfig(f"{key}: expected a list of attachments, got {raw!r}")
+    keep = set()
+    for i, item in enumerate(raw):
+        cid = item.get("containerID") if isinstance(item, dict) else None
+        ifname = item.get("ifname") if isinstance(item, dict) else None
+        if not isinstance(cid, str) or not isinstance(ifname, str):
+            raise InvalidConfig(
+                f"{key}[{i}]: expected containerID and ifname strings, got {item!r}"
+            )
+        keep.add((cid, ifname))
+    return keep
+
+
 def owner_of(req: Request) -> Owner:
     return Owner(req.network, req.container_id, req.ifname)
 
@@ -86,4 +132,11 @@ def requested_addresses(args: dict[str, str]) -> tuple[IPAddress, ...]:
     return tuple(addrs)
 
 
-PLUGIN = Plugin(name="mycni-ipam", add=cmd_add, delete=cmd_del, check=cmd_check)
+PLUGIN = Plugin(
+    name="mycni-ipam",
+    add=cmd_add,
+    delete=cmd_del,
+    check=cmd_check,
+    status=cmd_status,
+    gc=cmd_gc,
+)

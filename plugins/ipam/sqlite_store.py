@@ -100,6 +100,14 @@ class SqliteStore:
         )
         return [_lease(row) for row in rows]
 
+    def leases_in(self, network: str) -> list[Lease]:
+        rows = self._query(
+            "SELECT network, range_set, address, container_id, ifname FROM leases "
+            "WHERE network = ?",
+            (network,),
+        )
+        return [_lease(row) for row in rows]
+
     def holder(self, network: str, address: IPAddress) -> Lease | None:
         rows = self._query(
             "SELECT network, range_set, address, container_id, ifname FROM leases "

@@ -34,6 +34,10 @@ class Store(Protocol):
         self, network: str, container_id: str, ifname: str
     ) -> list[Lease]: ...
 
+    def leases_in(self, network: str) -> list[Lease]:
+        """Every lease of the network: for GC only, which must look at them all."""
+        ...
+
     def holder(self, network: str, address: IPAddress) -> Lease | None: ...
 
     def taken(self, network: str, addresses: Sequence[IPAddress]) -> set[IPAddress]:

@@ -317,3 +317,30 @@ def test_invalid_config_rejected_like_host_local(
     assert (ours[0], ours[1]["code"]) == (1, 7)
     assert (theirs[0], theirs[1]["code"]) == (1, 999)
     assert "None" not in ours[1]["msg"] and "nil" not in ours[1]["msg"]
+
+
+def test_gc_releases_all_but_the_valid_attachments(run: Runner, tmp_path: Path) -> None:
+    conf = netconf(tmp_path, "1.1.0")
+    for cid in ("c1", "c2", "c3"):
+        assert run("ADD", conf, cid=cid)[0] == 0
+    gc_conf = {
+        **conf,
+        "cni.dev/valid-attachments": [{"containerID": "c2", "ifname": "eth0"}],
+    }
+
+    assert run("GC", gc_conf) == (0, {})
+    assert run("STATUS", conf) == (0, {})
+
+    assert run("CHECK", conf, cid="c2") == (0, {})
+    assert run("CHECK", conf, cid="c1")[1]["code"] == 3
+    assert run("CHECK", conf, cid="c3")[1]["code"] == 3
+    assert run("ADD", conf, cid="c4")[1]["ips"][0]["address"] == "10.1.0.5/24"
+
+
+def test_gc_rejects_a_malformed_attachment_list(run: Runner, tmp_path: Path) -> None:
+    conf = {**netconf(tmp_path, "1.1.0"), "cni.dev/valid-attachments": [{"x": 1}]}
+
+    code, err = run("GC", conf)
+
+    assert (code, err["code"]) == (1, 7)
+    assert err["msg"].startswith("cni.dev/valid-attachments[0]: expected containerID")
