@@ -13,7 +13,7 @@ from tests import testbed as tb
 
 
 def pod_subnet(bed: tb.Testbed, node: tb.Node) -> ipaddress.IPv4Network:
-    """10.<testbed octet>.<node index>.0/24: unique per testbed, inside its namespaces."""
+    """10.<testbed octet>.<node index>.0/24: unique per testbed, inside its netns."""
     octet = bed.subnet.network_address.packed[2]
     return ipaddress.IPv4Network(f"10.{octet}.{node.index}.0/24")
 
@@ -49,6 +49,8 @@ def render(
         if plugin.get("type") == "vxlan":
             plugin["nodes"] = node_list(bed)
             plugin["vni"] = 100 + bed.subnet.network_address.packed[2]
+        if plugin.get("type") == "ebpf-redirect":
+            plugin["stateDir"] = str(node.state_dir / "ebpf-state")
         ipam = plugin.get("ipam")
         if isinstance(ipam, dict) and "ranges" in ipam:
             ipam["ranges"] = [[{"subnet": str(subnet), "gateway": str(subnet[1])}]]
@@ -74,3 +76,33 @@ def host_links(node: tb.Node) -> set[str]:
 
 def node_routes(node: tb.Node) -> list[str]:
     return node.run(["ip", "-4", "route", "show"]).stdout.splitlines()
+
+
+def stats(node: tb.Node) -> dict[str, int]:
+    """The fast path's counters on a node, summed over CPUs, by name."""
+    from mycni_ebpf_redirect import maps, pins
+
+    counters = maps.read_stats(pins.Pins(node.pin_root).stats)
+    return {stat.name: value for stat, value in counters.items()}
+
+
+def endpoints(node: tb.Node) -> dict[str, int]:
+    """Pod address -> host veth ifindex, as the node's endpoint map holds them."""
+    from mycni_ebpf_redirect import maps, pins
+
+    ep4 = pins.Pins(node.pin_root).ep4
+    if not ep4.exists():
+        return {}
+    return {str(ip): ep.ifindex for ip, ep in maps.dump_endpoints(ep4).items()}
+
+
+def tc_filters(node: tb.Node, dev: str) -> list[dict[str, Any]]:
+    out = node.run(["tc", "-j", "filter", "show", "dev", dev, "ingress"], check=False)
+    return list(json.loads(out.stdout or "[]")) if out.returncode == 0 else []
+
+
+def link_stats(node: tb.Node, dev: str) -> dict[str, int]:
+    """rx/tx packet counters of a link on the node."""
+    info = node.run(["ip", "-j", "-s", "link", "show", "dev", dev]).stdout
+    stats64 = json.loads(info)[0]["stats64"]
+    return {"rx": stats64["rx"]["packets"], "tx": stats64["tx"]["packets"]}

@@ -1,8 +1,7 @@
 """Executable entry point: `ebpf-redirect`, run by the container runtime."""
 
 from libcni import skel
-
-from .plugin import PLUGIN
+from mycni_ebpf_redirect.plugin import PLUGIN
 
 
 def main() -> None:

@@ -1,0 +1,288 @@
+"""The vxlan plugin through the real libcni on a two-node testbed: connectivity, the
+result, DEL in its shapes, and errors that leave nothing behind."""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests import cluster
+from tests import testbed as tb
+
+CHAINS = ["mycni-vxlan-only", "mycni-host-local", "mycni-full"]
+
+
+@dataclass
+class PodAt:
+    pod: tb.Pod
+    node: tb.Node
+    container_id: str
+    result: dict[str, Any]
+
+    @property
+    def ip(self) -> str:
+        return str(self.result["ips"][0]["address"].split("/")[0])
+
+    @property
+    def host_veth(self) -> str:
+        return str(self.result["interfaces"][0]["name"])
+
+
+@dataclass
+class Network:
+    """One conflist rendered for each node of a testbed, and the pods attached to it."""
+
+    bed: tb.Testbed
+    source: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+    pods: list[PodAt] = field(default_factory=list)
+    _ids: Iterator[int] = field(default_factory=itertools.count)
+
+    def conflist(self, node: tb.Node) -> Path:
+        return cluster.render(self.bed, node, self.source, self.overrides)
+
+    def add(self, node: tb.Node, ifname: str = "eth0") -> PodAt:
+        pod = self.bed.add_pod(f"p{node.index}")
+        cid = f"{self.bed.name}-c{next(self._ids)}"
+        result = node.driver.add(self.conflist(node), pod, cid, ifname=ifname)
+        at = PodAt(pod, node, cid, result)
+        self.pods.append(at)
+        return at
+
+    def delete(self, at: PodAt) -> None:
+        at.node.driver.delete(self.conflist(at.node), at.pod, at.container_id)
+        self.pods.remove(at)
+
+    def delete_all(self) -> None:
+        for at in list(self.pods):
+            self.delete(at)
+
+
+@pytest.fixture
+def network(testbed: tb.Testbed, request: pytest.FixtureRequest) -> Iterator[Network]:
+    net = Network(testbed, getattr(request, "param", "mycni-vxlan-only"))
+    try:
+        yield net
+    finally:
+        net.delete_all()
+
+
+def assert_reaches(src: PodAt | tb.Node, dst_ns: str, dst_ip: str) -> None:
+    src_ns = src.pod.name if isinstance(src, PodAt) else src.name
+    assert tb.ping(src_ns, dst_ip), f"ping {src_ns} -> {dst_ip} failed"
+    exchange = tb.tcp_exchange(src_ns, dst_ns, dst_ip)
+    assert exchange.reply == "hello mycni"
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("network", CHAINS, indirect=True)
+def test_pods_reach_each_other_and_their_node(network: Network) -> None:
+    n1, n2 = network.bed.nodes
+    a, b = network.add(n1), network.add(n1)
+    c = network.add(n2)
+
+    assert_reaches(a, b.pod.name, b.ip)  # same node
+    assert_reaches(a, c.pod.name, c.ip)  # across nodes
+    assert_reaches(c, a.pod.name, a.ip)
+    assert_reaches(a, n1.name, str(n1.address.ip))  # pod to its node
+    assert_reaches(n1, a.pod.name, a.ip)  # node to its pod
+    for at in network.pods:
+        at.node.driver.check(network.conflist(at.node), at.pod, at.container_id)
+
+
+@pytest.mark.root
+def test_result_names_both_ends_and_the_pod_has_a_default_route(
+    network: Network,
+) -> None:
+    at = network.add(network.bed.node1)
+    host, pod = at.result["interfaces"]
+    subnet = cluster.pod_subnet(network.bed, at.node)
+
+    assert "sandbox" not in host and host["name"] in tb.list_links(at.node.name)
+    assert pod == {"name": "eth0", "mac": pod["mac"], "sandbox": str(at.pod.path)}
+    assert at.result["ips"] == [
+        {"address": f"{at.ip}/24", "gateway": str(subnet[1]), "interface": 1}
+    ]
+    assert {"dst": "0.0.0.0/0", "gw": str(subnet[1])} in at.result["routes"]
+    routes = at.pod.run(["ip", "-4", "route", "show", "default"]).stdout
+    assert f"default via {subnet[1]} dev eth0" in routes
+    assert f"{at.ip} dev {at.host_veth}" in "\n".join(cluster.node_routes(at.node))
+
+
+@pytest.mark.root
+def test_vxlan_device_follows_the_config_and_the_underlay(network: Network) -> None:
+    at = network.add(network.bed.node1)
+    vni = json.loads(network.conflist(at.node).read_text())["plugins"][0]["vni"]
+    info = tb.link_info(at.node.name, f"mycni.{vni}")
+    underlay = tb.link_info(at.node.name, at.node.underlay)
+    assert info is not None and underlay is not None
+
+    data = info["linkinfo"]["info_data"]
+    assert (data["id"], data["port"], data["local"]) == (
+        vni,
+        4789,
+        str(at.node.address.ip),
+    )
+    assert info["mtu"] == underlay["mtu"] - 50
+    pod_eth0 = tb.link_info(at.pod.name, "eth0")
+    assert pod_eth0 is not None and pod_eth0["mtu"] == info["mtu"]
+    # A second ADD finds the device and checks it rather than failing on EEXIST.
+    network.add(network.bed.node1)
+
+
+@pytest.mark.root
+def test_a_foreign_device_under_our_vxlan_name_is_refused(network: Network) -> None:
+    node = network.bed.node1
+    vni = json.loads(network.conflist(node).read_text())["plugins"][0]["vni"]
+    node.run(
+        ["ip", "link", "add", f"mycni.{vni}", "type", "vxlan", "id", str(vni + 1)]
+        + ["dstport", "4789", "nolearning"]
+    )
+    with pytest.raises(tb.CniCommandError) as err:
+        network.add(node)
+    assert err.value.code == 101
+    assert "vni" in err.value.msg and str(vni + 1) in err.value.msg
+    assert cluster.leases(node) == [] and cluster.host_links(node) == set()
+
+
+@pytest.mark.root
+def test_del_twice_and_after_the_pod_namespace_is_gone(network: Network) -> None:
+    node = network.bed.node1
+    first, second = network.add(node), network.add(node)
+    conflist = network.conflist(node)
+
+    network.delete(first)
+    node.driver.delete(conflist, first.pod, first.container_id)  # DEL twice
+
+    network.bed.remove_pod(second.pod)
+    node.driver.delete(conflist, None, second.container_id)  # netns already gone
+    network.pods.remove(second)
+    assert cluster.host_links(node) == set()
+    assert cluster.leases(node) == []
+    assert not [r for r in cluster.node_routes(node) if " dev mc" in r]
+
+
+@pytest.mark.root
+def test_an_existing_interface_in_the_pod_is_an_error_and_takes_nothing(
+    network: Network,
+) -> None:
+    node = network.bed.node1
+    pod = network.bed.add_pod("busy")
+    pod.run(["ip", "link", "add", "eth0", "type", "veth", "peer", "name", "x0"])
+
+    with pytest.raises(tb.CniCommandError) as err:
+        node.driver.add(network.conflist(node), pod, "busy-pod")
+    assert err.value.code == 7 and "eth0" in err.value.msg
+    assert cluster.leases(node) == [] and cluster.host_links(node) == set()
+
+
+@pytest.mark.root
+@pytest.mark.parametrize(
+    ("key", "value", "named"),
+    [
+        ("vxlan.vni", "42", "vni"),
+        ("vxlan.mtu", -1, "mtu"),
+        ("vxlan.port", 70000, "port"),
+        (
+            "vxlan.nodes",
+            [{"underlayAddress": "nope", "podSubnet": "10.9.0.0/24"}],
+            "nodes[0]",
+        ),
+        ("vxlan.ipam", None, "ipam"),
+    ],
+    ids=["vni-string", "mtu-negative", "port-too-large", "node-bad-address", "no-ipam"],
+)
+def test_bad_config_is_error_7_naming_the_field_and_leaves_nothing(
+    network: Network, key: str, value: Any, named: str
+) -> None:
+    node = network.bed.node1
+    network.overrides[key] = value
+    pod = network.bed.add_pod("bad")
+
+    with pytest.raises(tb.CniCommandError) as err:
+        node.driver.add(network.conflist(node), pod, "bad-config")
+    assert err.value.code == 7 and err.value.msg.startswith(named)
+    assert cluster.leases(node) == [] and cluster.host_links(node) == set()
+    assert tb.list_links(pod.name) == {"lo"}
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("network", ["mycni-full", "mycni-host-local"], indirect=True)
+def test_an_exhausted_range_is_a_clean_error_that_leaves_nothing(
+    network: Network,
+) -> None:
+    node = network.bed.node1
+    subnet = cluster.pod_subnet(network.bed, node)
+    network.overrides["vxlan.ipam.ranges"] = [
+        [
+            {
+                "subnet": str(subnet),
+                "rangeStart": str(subnet[10]),
+                "rangeEnd": str(subnet[10]),
+            }
+        ]
+    ]
+    first = network.add(node)
+    links, routes = cluster.host_links(node), cluster.node_routes(node)
+    endpoints = cluster.endpoints(node)
+    pod = network.bed.add_pod("late")
+
+    with pytest.raises(tb.CniCommandError) as err:
+        node.driver.add(network.conflist(node), pod, "late-pod")
+    assert "<nil>" not in err.value.msg and "None" not in err.value.msg
+    if network.source == "mycni-full":
+        assert err.value.code == 100
+        assert network.conflist(node).exists()
+        assert (
+            f"{network.bed.name}-net" in err.value.msg and str(subnet) in err.value.msg
+        )
+    assert cluster.host_links(node) == links
+    assert cluster.node_routes(node) == routes
+    assert cluster.endpoints(node) == endpoints
+    assert tb.list_links(pod.name) == {"lo"}
+    assert first.ip == str(subnet[10])
+
+
+@pytest.mark.root
+def test_reference_bridge_runs_on_mycni_ipam(testbed: tb.Testbed) -> None:
+    node = testbed.node1
+    subnet = cluster.pod_subnet(testbed, node)
+    conflist = {
+        "cniVersion": "1.0.0",
+        "name": f"{testbed.name}-br",
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": "mcbr0",
+                "isGateway": True,
+                "ipam": {
+                    "type": "mycni-ipam",
+                    "ranges": [[{"subnet": str(subnet)}]],
+                    "routes": [{"dst": "0.0.0.0/0"}],
+                },
+            }
+        ],
+    }
+    path = node.state_dir / "bridge.conflist"
+    path.write_text(json.dumps(node.render_conflist(conflist)))
+    pods = [testbed.add_pod("br") for _ in range(2)]
+    results = []
+    try:
+        for i, pod in enumerate(pods):
+            results.append(node.driver.add(path, pod, f"br-{i}"))
+        ips = [r["ips"][0]["address"].split("/")[0] for r in results]
+        assert len(set(ips)) == 2
+        assert all(ipaddress.ip_address(ip) in subnet for ip in ips)
+        assert tb.ping(pods[0].name, ips[1])
+        node.driver.check(path, pods[0], "br-0")
+    finally:
+        for i, pod in enumerate(pods[: len(results)]):
+            node.driver.delete(path, pod, f"br-{i}")
+    assert cluster.leases(node) == []
