@@ -75,7 +75,8 @@ def test_busy_database_gives_try_again_later(tmp_path: Path) -> None:
         holder.execute("ROLLBACK")
         holder.close()
 
-    assert err.value.code == Code.TRY_AGAIN_LATER == 11
+    assert err.value.code is Code.TRY_AGAIN_LATER
+    assert int(err.value.code) == 11
     assert err.value.msg == (
         f"failed to lock lease store {tmp_path / DB_NAME}: still busy after 0.3s"
     )
