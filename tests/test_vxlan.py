@@ -141,10 +141,8 @@ def test_vxlan_device_follows_the_config_and_the_underlay(network: Network) -> N
 def test_a_foreign_device_under_our_vxlan_name_is_refused(network: Network) -> None:
     node = network.bed.node1
     vni = json.loads(network.conflist(node).read_text())["plugins"][0]["vni"]
-    node.run(
-        ["ip", "link", "add", f"mycni.{vni}", "type", "vxlan", "id", str(vni + 1)]
-        + ["dstport", "4789", "nolearning"]
-    )
+    foreign = ["type", "vxlan", "id", str(vni + 1), "dstport", "4789", "nolearning"]
+    node.run(["ip", "link", "add", f"mycni.{vni}", *foreign])
     with pytest.raises(tb.CniCommandError) as err:
         network.add(node)
     assert err.value.code == 101

@@ -1,0 +1,94 @@
+"""The full chain (vxlan + mycni-ipam + ebpf-redirect) through libcni: which path each
+flow takes, shown by the program's counters and the host veths' own counters."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import pytest
+
+from tests import cluster
+from tests import testbed as tb
+from tests.test_vxlan import Network
+
+PINGS = 5
+
+
+@pytest.fixture
+def chain(testbed: tb.Testbed) -> Iterator[Network]:
+    net = Network(testbed, "mycni-full")
+    try:
+        yield net
+    finally:
+        net.delete_all()
+
+
+def ifindex(node: tb.Node, dev: str) -> int:
+    info = tb.link_info(node.name, dev)
+    assert info is not None, f"{dev} is missing on {node.name}"
+    return int(info["ifindex"])
+
+
+@pytest.mark.root
+def test_same_node_traffic_is_redirected_and_other_traffic_takes_the_stack(
+    chain: Network,
+) -> None:
+    n1, n2 = chain.bed.nodes
+    a, b, c = chain.add(n1), chain.add(n1), chain.add(n2)
+    assert tb.ping(a.pod.name, b.ip)  # warm up: neighbour entries on both pods
+
+    before, b_veth = cluster.stats(n1), cluster.link_stats(n1, b.host_veth)
+    assert tb.ping(a.pod.name, b.ip, count=PINGS)
+    after, b_veth_after = cluster.stats(n1), cluster.link_stats(n1, b.host_veth)
+    # Each echo request and each reply is redirected once, at the ingress of the
+    # sender's host veth straight into the peer pod: b's host veth never transmits them.
+    assert after["REDIRECTED"] - before["REDIRECTED"] >= 2 * PINGS
+    assert b_veth_after["tx"] - b_veth["tx"] < PINGS
+
+    before = cluster.stats(n1)
+    assert tb.ping(a.pod.name, c.ip, count=PINGS)  # across nodes: through the stack
+    assert tb.ping(a.pod.name, str(n1.address.ip), count=PINGS)  # to the node
+    after = cluster.stats(n1)
+    assert after["REDIRECTED"] == before["REDIRECTED"]
+    assert after["PASSED"] - before["PASSED"] >= 2 * PINGS
+
+    exchange = tb.tcp_exchange(a.pod.name, b.pod.name, b.ip)
+    assert exchange.reply == "hello mycni" and exchange.peer == a.ip
+
+
+@pytest.mark.root
+def test_endpoints_and_filters_follow_add_and_del(chain: Network) -> None:
+    node = chain.bed.node1
+    a, b = chain.add(node), chain.add(node)
+
+    assert cluster.endpoints(node) == {
+        a.ip: ifindex(node, a.host_veth),
+        b.ip: ifindex(node, b.host_veth),
+    }
+    for at in (a, b):
+        filters = [f for f in cluster.tc_filters(node, at.host_veth) if "options" in f]
+        assert len(filters) == 1 and filters[0]["options"]["bpf_name"].startswith(
+            "from_pod"
+        )
+
+    chain.delete(a)
+    node.driver.delete(chain.conflist(node), a.pod, a.container_id)  # DEL twice
+    assert cluster.endpoints(node) == {b.ip: ifindex(node, b.host_veth)}
+    chain.delete(b)
+    assert cluster.endpoints(node) == {}
+    assert cluster.host_links(node) == set()
+
+
+@pytest.mark.root
+def test_pod_without_fast_path_still_reaches_a_redirected_pod(chain: Network) -> None:
+    """Chained plugins fail independently: a pod on vxlan alone talks to chain pods."""
+    node = chain.bed.node1
+    a = chain.add(node)
+    # The same network name (so the same IPAM pool) but container IDs of its own.
+    plain = Network(chain.bed, "mycni-vxlan-only", _ids=itertools.count(100))
+    try:
+        b = plain.add(node)
+        assert tb.ping(a.pod.name, b.ip) and tb.ping(b.pod.name, a.ip)
+    finally:
+        plain.delete_all()
