@@ -13,9 +13,13 @@ BPF_SRC    := $(wildcard bpf/*.bpf.c)
 BPF_OBJ    := $(patsubst bpf/%.bpf.c,build/bpf/%.bpf.o,$(BPF_SRC))
 PY_SRC     := $(shell find libcni plugins -name '*.py' 2>/dev/null)
 
-.PHONY: all build bpf bins driver venv install uninstall test unit demo clean
+.PHONY: all deps build bpf bins driver venv install uninstall lint test unit demo clean
 
 all: build
+
+# Debian packages (clang, bpftool, go, the reference plugins...); a no-op when present.
+deps:
+	.ci/install-deps
 
 venv: $(VENV)/.stamp
 $(VENV)/.stamp: pyproject.toml
@@ -24,7 +28,7 @@ $(VENV)/.stamp: pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[dev]'
 	touch $@
 
-build: bpf bins
+build: deps bpf bins
 
 bpf: $(BPF_OBJ)
 build/bpf/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/lib/*.h)
@@ -60,13 +64,26 @@ uninstall:
 	for exe in vxlan mycni-ipam ebpf-redirect; do rm -f $(DESTDIR)$(CNI_BIN)/$$exe; done
 	rm -rf $(DESTDIR)$(PREFIX)
 
+# mypy cannot follow the editable install's mapping of plugins/<dir> to a package
+# name; the pyinstaller spec stages the same import-name links in build/pysrc.
+lint: $(VENV)/.stamp
+	$(VENV)/bin/ruff check libcni plugins tests
+	$(VENV)/bin/ruff format --check libcni plugins tests
+	mkdir -p build/pysrc
+	ln -sfn ../../libcni build/pysrc/libcni
+	ln -sfn ../../plugins/vxlan build/pysrc/mycni_vxlan
+	ln -sfn ../../plugins/ipam build/pysrc/mycni_ipam
+	ln -sfn ../../plugins/ebpf-redirect build/pysrc/mycni_ebpf_redirect
+	MYPYPATH=build/pysrc $(VENV)/bin/mypy -p libcni -p mycni_vxlan -p mycni_ipam \
+		-p mycni_ebpf_redirect
+
 unit: $(VENV)/.stamp
 	$(VENV)/bin/pytest -q tests/unit
 
-test: build driver
+test: deps build driver lint
 	$(VENV)/bin/pytest -q tests
 
-demo: build driver
+demo: deps build driver
 	$(PY) -m tests.demo
 
 clean:
