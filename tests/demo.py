@@ -54,7 +54,7 @@ def show_matrix(bed: tb.Testbed, pods: list[PodAt]) -> int:
 
     targets = [Target(short(p), p.pod.name, p.ip, p.node, True) for p in pods]
     targets += [
-        Target(f"node{n.index}", n.name, str(n.address.ip), n) for n in bed.nodes
+        Target(f"node{n.index}", n.name, str(n.address.ip), n, False) for n in bed.nodes
     ]
     for p in pods:
         print(
