@@ -120,3 +120,13 @@ def status(plugin_type: str, req: Request) -> None:
 
 def gc(plugin_type: str, req: Request) -> None:
     _run(plugin_type, "GC", req)
+
+
+def speaks(plugin_type: str, req: Request, version: str) -> bool:
+    """Whether the delegate's VERSION lists `version` (STATUS and GC need 1.1.0)."""
+    out = _run(plugin_type, "VERSION", req)
+    try:
+        supported = json.loads(out).get("supportedVersions", [])
+    except (ValueError, AttributeError):
+        return False
+    return isinstance(supported, list) and version in supported

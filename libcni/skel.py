@@ -69,6 +69,8 @@ class Plugin:
     check: Callable[[Request], None]
     status: Callable[[Request], None] | None = None
     gc: Callable[[Request], None] | None = None
+    # CNI_ARGS keys the plugin reads (the Kubernetes ones are always accepted).
+    known_args: frozenset[str] = frozenset()
 
 
 def validate_container_id(value: str) -> str | None:
@@ -215,12 +217,16 @@ def run(plugin: Plugin, environ: Mapping[str, str], stdin: bytes) -> tuple[int, 
             reply_version = config["cniVersion"]
         configure_logging(config)
         reply_version = check_config(config, command)
+        pairs = cni_args.parse(environ.get("CNI_ARGS", ""))
+        if command != "DEL":
+            # A DEL that fails on arguments would leave the pod stuck in Terminating.
+            cni_args.validate(pairs, plugin.known_args)
         req = Request(
             command=command,
             container_id=env.get("CNI_CONTAINERID", ""),
             netns=environ.get("CNI_NETNS", ""),
             ifname=env.get("CNI_IFNAME", ""),
-            args=cni_args.parse(environ.get("CNI_ARGS", "")),
+            args=pairs,
             path=tuple(p for p in environ.get("CNI_PATH", "").split(":") if p),
             config=config,
             stdin=stdin,

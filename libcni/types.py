@@ -52,6 +52,18 @@ def parse_network(text: Any, where: str) -> IPNetwork:
         raise InvalidConfig(f"{where}: {text!r} is not a CIDR") from exc
 
 
+def parse_mac(text: Any, where: str) -> str:
+    """A unicast Ethernet address, returned as lowercase aa:bb:cc:dd:ee:ff."""
+    parts = text.replace("-", ":").split(":") if isinstance(text, str) else []
+    if len(parts) != 6 or not all(
+        len(p) == 2 and all(c in "0123456789abcdefABCDEF" for c in p) for p in parts
+    ):
+        raise InvalidConfig(f"{where}: {text!r} is not a MAC address")
+    if int(parts[0], 16) & 1:
+        raise InvalidConfig(f"{where}: {text} is a multicast MAC address")
+    return ":".join(p.lower() for p in parts)
+
+
 @dataclass(frozen=True)
 class Interface:
     name: str

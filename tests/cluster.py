@@ -49,6 +49,7 @@ def render(
         if plugin.get("type") == "vxlan":
             plugin["nodes"] = node_list(bed)
             plugin["vni"] = 100 + bed.subnet.network_address.packed[2]
+            plugin["stateDir"] = str(node.state_dir / "vxlan-state")
         if plugin.get("type") == "ebpf-redirect":
             plugin["stateDir"] = str(node.state_dir / "ebpf-state")
         ipam = plugin.get("ipam")

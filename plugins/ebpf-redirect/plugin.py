@@ -153,4 +153,11 @@ def _record_from_prev(req: Request, conf: EbpfConf) -> Record | None:
     )
 
 
-PLUGIN = Plugin(name="ebpf-redirect", add=cmd_add, delete=cmd_del, check=cmd_check)
+PLUGIN = Plugin(
+    name="ebpf-redirect",
+    add=cmd_add,
+    delete=cmd_del,
+    check=cmd_check,
+    # Keys meant for the plugins before us in the chain.
+    known_args=frozenset({"IP", "MAC"}),
+)

@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import re
-import tempfile
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
 from libcni.errors import IOFailure
+from libcni.records import RecordStore
 
 log = logging.getLogger(__name__)
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
-
-
-def escape(part: str) -> str:
-    """Make part a file-name component: %XX for all but [A-Za-z0-9_-].
-
-    '.' is escaped too, so no result is '.', '..' or contains the separator.
-    """
-    return _UNSAFE.sub(lambda m: "".join(f"%{b:02X}" for b in m[0].encode()), part)
 
 
 @dataclass(frozen=True)
@@ -65,50 +52,40 @@ class Record:
 
 @dataclass(frozen=True)
 class Store:
-    """<stateDir>/<network>/<container id>.<ifname>.json, both parts escaped."""
+    """This plugin's records, one per attachment, in libcni's record store."""
 
-    directory: Path
+    records: RecordStore
 
     @classmethod
     def for_network(cls, state_dir: Path, network: str) -> Store:
-        return cls(state_dir / escape(network))
+        return cls(RecordStore.for_network(state_dir, network))
 
     def path(self, container_id: str, ifname: str) -> Path:
-        return self.directory / f"{escape(container_id)}.{escape(ifname)}.json"
+        return self.records.path(container_id, ifname)
 
     def save(self, record: Record) -> None:
-        """Write atomically (temp file, rename): a crash leaves old or new, not half."""
-        path = self.path(record.container_id, record.ifname)
-        try:
-            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")
-            with os.fdopen(fd, "w") as f:
-                json.dump(record.to_dict(), f)
-            os.replace(tmp, path)
-        except OSError as exc:
-            raise IOFailure(
-                f"failed to write state file {path}: {exc.strerror}"
-            ) from exc
-        log.debug("saved %s", path)
+        self.records.save(record.container_id, record.ifname, record.to_dict())
 
     def load(self, container_id: str, ifname: str) -> Record | None:
-        path = self.path(container_id, ifname)
-        try:
-            text = path.read_text()
-        except FileNotFoundError:
+        data = self.records.load(container_id, ifname)
+        if data is None:
             return None
-        except OSError as exc:
-            raise IOFailure(
-                f"failed to read state file {path}: {exc.strerror}"
-            ) from exc
         try:
-            return Record.from_dict(json.loads(text))
+            return Record.from_dict(data)
         except (ValueError, KeyError, TypeError) as exc:
+            path = self.path(container_id, ifname)
             raise IOFailure(f"failed to parse state file {path}: {exc}") from exc
 
+    def records_all(self) -> list[Record]:
+        found = []
+        for entry in self.records.entries():
+            try:
+                found.append(Record.from_dict(entry.data))
+            except (ValueError, KeyError, TypeError) as exc:
+                log.warning(
+                    "skipping malformed record of %s: %s", entry.container_id, exc
+                )
+        return found
+
     def remove_quietly(self, container_id: str, ifname: str) -> None:
-        path = self.path(container_id, ifname)
-        try:
-            path.unlink(missing_ok=True)
-        except OSError as exc:
-            log.warning("failed to remove state file %s: %s; left in place", path, exc)
+        self.records.remove_quietly(container_id, ifname)

@@ -139,4 +139,5 @@ PLUGIN = Plugin(
     check=cmd_check,
     status=cmd_status,
     gc=cmd_gc,
+    known_args=frozenset({"IP", "MAC"}),
 )

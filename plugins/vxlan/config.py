@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from libcni.errors import InvalidConfig
@@ -16,6 +17,7 @@ MAX_VNI = (1 << 24) - 1
 # Outer IPv4 (20) + UDP (8) + VXLAN (8) + inner Ethernet (14) bytes.
 VXLAN_OVERHEAD_V4 = 50
 MIN_MTU = 576  # the IPv4 minimum datagram size every host must accept (RFC 791)
+DEFAULT_STATE_DIR = Path("/var/lib/cni/mycni-vxlan")
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class VxlanConf:
     mtu: int | None
     nodes: tuple[Node, ...]
     host_veth_prefix: str
+    state_dir: Path
 
     @classmethod
     def from_json(cls, config: dict[str, Any]) -> VxlanConf:
@@ -81,6 +84,7 @@ class VxlanConf:
             mtu=mtu,
             nodes=_nodes(config.get("nodes", [])),
             host_veth_prefix=prefix,
+            state_dir=_path(config, "stateDir", DEFAULT_STATE_DIR),
         )
 
 
@@ -98,6 +102,15 @@ def _string(config: dict[str, Any], key: str, default: str) -> str:
     if not isinstance(value, str):
         raise InvalidConfig(f"{key}: expected a string, got {value!r}")
     return value
+
+
+def _path(config: dict[str, Any], key: str, default: Path) -> Path:
+    value = config.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, str) or not value.startswith("/") or ".." in value:
+        raise InvalidConfig(f"{key}: {value!r} is not an absolute path without '..'")
+    return Path(value)
 
 
 def _ifname(value: str, key: str) -> None:

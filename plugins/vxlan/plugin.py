@@ -1,4 +1,4 @@
-"""ADD, DEL and CHECK of the vxlan plugin."""
+"""ADD, DEL, CHECK, STATUS and GC of the vxlan plugin."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ import logging
 import os
 import socket
 from contextlib import ExitStack
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from libcni import delegate, netns
-from libcni.errors import CheckFailed, InvalidConfig
+from libcni import args, delegate, netns
+from libcni.errors import CheckFailed, CniError, InvalidConfig, NotAvailable
+from libcni.records import RecordStore
 from libcni.skel import Plugin, Request
-from libcni.types import Interface, IPConfig, Result, Route, prev_result
+from libcni.types import Interface, IPConfig, Result, Route, parse_mac, prev_result
 from mycni_vxlan import netlink, overlay, routing, veth
 from mycni_vxlan.config import VxlanConf
 
@@ -21,10 +22,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# CNI 1.1 GC: the attachments the runtime still has (and the key older ones send).
+VALID_ATTACHMENTS = ("cni.dev/valid-attachments", "cni.dev/attachments")
+
 
 def cmd_add(req: Request) -> Result:
     conf = VxlanConf.from_json(req.config)
-    host = host_veth_name(conf, req)
+    spec = veth.PairSpec(host_veth_name(conf, req), req.ifname, 0, requested_mac(req))
+    records = RecordStore.for_network(conf.state_dir, conf.network)
 
     with ExitStack() as resources:
         pod_fd = netns.open_netns(req.netns)
@@ -41,13 +46,18 @@ def cmd_add(req: Request) -> Result:
         overlay.ensure_peers(node, conf, vx)
 
         with ExitStack() as undo:
+            # Recorded first: a DEL after a crash half-way still finds what to undo.
+            records.save(req.container_id, req.ifname, {"hostVeth": spec.host})
+            undo.callback(records.remove_quietly, req.container_id, req.ifname)
+
             lease = delegate.add(conf.ipam_type, req)
             undo.callback(delegate.delete_quietly, conf.ipam_type, req)
             if not lease.ips:
                 raise InvalidConfig(f"ipam.type: {conf.ipam_type} returned no address")
 
-            pair = veth.create_pair(node, pod, pod_fd, host, req.ifname, vx.mtu)
-            undo.callback(netlink.delete_link_quietly, node, host)
+            spec = veth.PairSpec(spec.host, spec.ifname, vx.mtu, spec.pod_mac)
+            pair = veth.create_pair(node, pod, pod_fd, spec)
+            undo.callback(netlink.delete_link_quietly, node, spec.host)
 
             ips = tuple(
                 IPConfig(ip.address, routing.gateway_of(ip), 1) for ip in lease.ips
@@ -73,15 +83,13 @@ def cmd_add(req: Request) -> Result:
 def cmd_del(req: Request) -> None:
     """Remove the veth (its routes and gateway address go with it), release the IP."""
     conf = VxlanConf.from_json(req.config)
-    host = host_veth_name(conf, req)
+    records = RecordStore.for_network(conf.state_dir, conf.network)
 
     with netlink.session() as node:
-        if netlink.delete_link_quietly(node, host):
-            log.debug("deleted host veth %s", host)
-        else:
-            log.debug("host veth %s already gone", host)
+        remove_veth(node, host_veth_name(conf, req))
 
     delegate.delete(conf.ipam_type, req)
+    records.remove_quietly(req.container_id, req.ifname)
 
 
 def cmd_check(req: Request) -> None:
@@ -115,6 +123,92 @@ def cmd_check(req: Request) -> None:
     delegate.check(conf.ipam_type, req)
 
 
+def cmd_status(req: Request) -> None:
+    """Ready when an ADD could succeed now: delegate present and ready, underlay up."""
+    conf = VxlanConf.from_json(req.config)
+    try:
+        delegate.find(conf.ipam_type, req.path)
+    except CniError as exc:
+        raise NotAvailable(f"ipam plugin not available: {exc.msg}") from exc
+
+    with netlink.session() as node:
+        try:
+            underlay = overlay.find_underlay(node, conf)
+            overlay.overlay_mtu(conf, underlay)
+        except CniError as exc:
+            raise NotAvailable(f"underlay not usable: {exc.msg}") from exc
+
+    if delegate.speaks(conf.ipam_type, req, "1.1.0"):
+        delegate.status(conf.ipam_type, req)
+
+
+def cmd_gc(req: Request) -> None:
+    """Remove every attachment of this network the runtime no longer lists."""
+    conf = VxlanConf.from_json(req.config)
+    valid = valid_attachments(req.config)
+    records = RecordStore.for_network(conf.state_dir, conf.network)
+    failures: list[str] = []
+
+    with netlink.session() as node:
+        for entry in records.entries():
+            if (entry.container_id, entry.ifname) in valid:
+                continue
+            host = veth.host_name(
+                conf.host_veth_prefix, conf.network, entry.container_id, entry.ifname
+            )
+            try:
+                remove_veth(node, host)
+            except Exception as exc:  # keep going: GC reports, it does not stop
+                failures.append(f"veth {host} of {entry.container_id}: {exc}")
+                continue
+            records.remove_quietly(entry.container_id, entry.ifname)
+            log.info(
+                "gc removed %s/%s (veth %s)", entry.container_id, entry.ifname, host
+            )
+
+    if delegate.speaks(conf.ipam_type, req, "1.1.0"):
+        try:
+            delegate.gc(conf.ipam_type, req)
+        except CniError as exc:
+            failures.append(f"ipam {conf.ipam_type}: {exc.msg}")
+    if failures:
+        raise CniError("failed to collect garbage: " + "; ".join(failures))
+
+
+def valid_attachments(config: dict[str, Any]) -> set[tuple[str, str]]:
+    for key in VALID_ATTACHMENTS:
+        raw = config.get(key)
+        if raw is None:
+            continue
+        if not isinstance(raw, list):
+            raise InvalidConfig(f"{key}: expected a list, got {raw!r}")
+        valid = set()
+        for i, item in enumerate(raw):
+            if not isinstance(item, dict) or not isinstance(
+                item.get("containerID"), str
+            ):
+                raise InvalidConfig(f"{key}[{i}]: expected {{containerID, ifname}}")
+            valid.add((item["containerID"], str(item.get("ifname", ""))))
+        return valid
+    return set()
+
+
+def requested_mac(req: Request) -> str | None:
+    """The pod MAC from runtimeConfig.mac (capability "mac"), args.cni.mac or MAC=."""
+    runtime = req.config.get("runtimeConfig")
+    if isinstance(runtime, dict) and runtime.get("mac"):
+        return parse_mac(runtime["mac"], "runtimeConfig.mac")
+    value = args.lookup(req.config, req.args, "mac", "MAC")
+    return parse_mac(value, "args.cni.mac / CNI_ARGS MAC") if value else None
+
+
+def remove_veth(node: IPRoute, host: str) -> None:
+    if netlink.delete_link_quietly(node, host):
+        log.debug("deleted host veth %s", host)
+    else:
+        log.debug("host veth %s already gone", host)
+
+
 def check_pod(
     pod: IPRoute, ifname: str, ips: tuple[IPConfig, ...], routes: tuple[Route, ...]
 ) -> None:
@@ -144,10 +238,10 @@ def check_pod(
             )
 
 
-def _route_dst(route: object) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    family = route["family"]  # type: ignore[index]
-    dst = route.get_attr("RTA_DST") or ("0.0.0.0" if family == socket.AF_INET else "::")  # type: ignore[attr-defined]
-    return ipaddress.ip_network(f"{dst}/{route['dst_len']}")  # type: ignore[index]
+def _route_dst(route: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    family = route["family"]
+    dst = route.get_attr("RTA_DST") or ("0.0.0.0" if family == socket.AF_INET else "::")
+    return ipaddress.ip_network(f"{dst}/{route['dst_len']}")
 
 
 def check_host(node: IPRoute, host: str, ips: tuple[IPConfig, ...]) -> None:
@@ -177,10 +271,17 @@ def check_overlay(node: IPRoute, conf: VxlanConf) -> None:
 
 
 def host_veth_name(conf: VxlanConf, req: Request) -> str:
-    name: str = veth.host_name(
+    return veth.host_name(
         conf.host_veth_prefix, conf.network, req.container_id, req.ifname
     )
-    return name
 
 
-PLUGIN = Plugin(name="vxlan", add=cmd_add, delete=cmd_del, check=cmd_check)
+PLUGIN = Plugin(
+    name="vxlan",
+    add=cmd_add,
+    delete=cmd_del,
+    check=cmd_check,
+    status=cmd_status,
+    gc=cmd_gc,
+    known_args=frozenset({"IP", "MAC"}),
+)

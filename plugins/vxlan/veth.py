@@ -35,27 +35,27 @@ class VethPair:
     pod_mac: str
 
 
-def create_pair(
-    node: IPRoute, pod: IPRoute, pod_fd: int, host: str, ifname: str, mtu: int
-) -> VethPair:
+@dataclass(frozen=True)
+class PairSpec:
+    host: str
+    ifname: str
+    mtu: int
+    pod_mac: str | None = None
+
+
+def create_pair(node: IPRoute, pod: IPRoute, pod_fd: int, spec: PairSpec) -> VethPair:
     """Create host<->pod veths; the pod end is born in the pod namespace."""
-    if netlink.link_index(pod, ifname) is not None:
-        raise ConflictingState(
-            f"failed to create interface {ifname} in the pod: it already exists"
-        )
+    host, ifname, mtu = spec.host, spec.ifname, spec.mtu
     if netlink.delete_link_quietly(node, host):
         log.warning(
             "removed stale host veth %s left by an earlier ADD of the same attachment",
             host,
         )
+    peer: dict[str, object] = {"ifname": ifname, "net_ns_fd": pod_fd, "mtu": mtu}
+    if spec.pod_mac:
+        peer["address"] = spec.pod_mac
     try:
-        node.link(
-            "add",
-            ifname=host,
-            kind="veth",
-            mtu=mtu,
-            peer={"ifname": ifname, "net_ns_fd": pod_fd, "mtu": mtu},
-        )
+        node.link("add", ifname=host, kind="veth", mtu=mtu, peer=peer)
     except Exception as exc:
         if netlink.is_netlink_error(exc) and netlink.errno_of(exc) == errno.EEXIST:
             raise ConflictingState(

@@ -8,7 +8,8 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mycni_ebpf_redirect.state import Record, Store, escape
+from libcni.records import escape
+from mycni_ebpf_redirect.state import Record, Store
 
 
 @given(st.text(min_size=1, max_size=80))
