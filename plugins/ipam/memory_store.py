@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -11,9 +12,11 @@ from mycni_ipam.store import Lease
 
 
 class MemoryStore:
-    def __init__(self) -> None:
+    def __init__(self, boot_id: str = "boot-1") -> None:
+        self.boot_id = boot_id  # tests change it to simulate a reboot
         self._leases: dict[tuple[str, IPAddress], Lease] = {}
         self._last: dict[tuple[str, int], IPAddress] = {}
+        self._boots: dict[str, str] = {}
         self._in_txn = False
         self.lookups = 0  # addresses looked up by taken(), for cost assertions
 
@@ -22,12 +25,16 @@ class MemoryStore:
         # Snapshot and restore on error, so a failed ADD leaves nothing behind here
         # just as a rolled-back SQLite transaction does.
         assert not self._in_txn, "transactions do not nest"
-        saved = (copy.copy(self._leases), copy.copy(self._last))
+        saved = (
+            copy.copy(self._leases),
+            copy.copy(self._last),
+            copy.copy(self._boots),
+        )
         self._in_txn = True
         try:
             yield
         except BaseException:
-            self._leases, self._last = saved
+            self._leases, self._last, self._boots = saved
             raise
         finally:
             self._in_txn = False
@@ -72,7 +79,7 @@ class MemoryStore:
                 raise AssertionError(
                     f"{lease} already holds range set {lease.range_set}"
                 )
-        self._leases[key] = lease
+        self._leases[key] = dataclasses.replace(lease, boot_id=self.boot_id)
 
     def release(
         self, network: str, container_id: str, ifname: str, range_set: int | None = None
@@ -81,6 +88,20 @@ class MemoryStore:
             lease
             for lease in self.leases_of(network, container_id, ifname)
             if range_set is None or lease.range_set == range_set
+        ]
+        for lease in dropped:
+            del self._leases[(lease.network, lease.address)]
+        return dropped
+
+    def reclaim_earlier_boots(self, network: str) -> list[Lease]:
+        self._check()
+        if self._boots.get(network) == self.boot_id:
+            return []
+        self._boots[network] = self.boot_id
+        dropped = [
+            lease
+            for lease in self._leases.values()
+            if lease.network == network and lease.boot_id != self.boot_id
         ]
         for lease in dropped:
             del self._leases[(lease.network, lease.address)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from libcni.types import IPAddress
@@ -19,6 +19,10 @@ class Lease:
     address: IPAddress
     container_id: str
     ifname: str
+    # Where and when it was made: for reboot reclaim and the inspect command; two
+    # leases are the same lease whatever these say.
+    boot_id: str = field(default="", compare=False)
+    created: str = field(default="", compare=False)
 
 
 class Store(Protocol):
@@ -50,6 +54,10 @@ class Store(Protocol):
         self, network: str, container_id: str, ifname: str, range_set: int | None = None
     ) -> list[Lease]:
         """Drop the owner's leases (of one range set, or all); return the dropped."""
+        ...
+
+    def reclaim_earlier_boots(self, network: str) -> list[Lease]:
+        """On the first call after a reboot, drop the leases of earlier boots."""
         ...
 
     def last_reserved(self, network: str, range_set: int) -> IPAddress | None: ...

@@ -87,7 +87,7 @@ def test_unusable_data_dir_is_an_io_failure(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
 
-    with pytest.raises(IOFailure, match=r"^failed to create data dir"):
+    with pytest.raises(IOFailure, match=r"^failed to create dataDir"):
         SqliteStore(blocker / "sub", lock_timeout=1)
 
 
