@@ -47,6 +47,8 @@ def allocate(
     """Lease one address from each range set, all or nothing, in one transaction."""
     wanted = match_requested(conf, requested)
     with store.transaction():
+        if conf.reclaim_after_reboot:
+            _reclaim(store, conf.network)
         held = {
             lease.range_set: lease
             for lease in store.leases_of(
@@ -57,6 +59,45 @@ def allocate(
             _allocate_in_set(store, conf, owner, idx, held.get(idx), wanted.get(idx))
             for idx in range(len(conf.range_sets))
         )
+
+
+def _reclaim(store: Store, network: str) -> None:
+    dropped = store.reclaim_earlier_boots(network)
+    if dropped:
+        log.info(
+            "reclaimed %d leases of network %s made before this boot: %s",
+            len(dropped),
+            network,
+            ", ".join(str(lease.address) for lease in dropped),
+        )
+
+
+@dataclass(frozen=True)
+class FreeCount:
+    range_set: int
+    range: Range
+    free: int
+
+
+def count_free(store: Store, conf: IpamConf, boot_id: str) -> list[FreeCount]:
+    """Free addresses per range; with reboot reclaim on, leases of other boots than
+    boot_id count as free, since the next ADD drops them."""
+    with store.transaction():
+        leases = store.leases_in(conf.network)
+    used: dict[tuple[int, Range], int] = {}
+    for lease in leases:
+        if conf.reclaim_after_reboot and boot_id and lease.boot_id != boot_id:
+            continue
+        if lease.range_set >= len(conf.range_sets):
+            continue
+        rng = conf.range_sets[lease.range_set].range_for(lease.address)
+        if rng is not None:
+            used[(lease.range_set, rng)] = used.get((lease.range_set, rng), 0) + 1
+    return [
+        FreeCount(idx, rng, rng.size() - used.get((idx, rng), 0))
+        for idx, rset in enumerate(conf.range_sets)
+        for rng in rset.ranges
+    ]
 
 
 def release(store: Store, owner: Owner) -> list[Lease]:

@@ -91,6 +91,14 @@ class Range:
             out.append(type(addr)(candidate))
         return out
 
+    def size(self) -> int:
+        """How many addresses this range may hand out."""
+        reserved = {self.gateway, self.subnet.network_address}
+        if self.version == 4:
+            reserved.add(self.subnet.broadcast_address)
+        inside = sum(1 for addr in reserved if self.spans(addr))
+        return int(self.end) - int(self.start) + 1 - inside
+
     def describe(self) -> str:
         span = self.usable_span()
         first, last = span if span is not None else (self.start, self.end)
@@ -165,6 +173,9 @@ class IpamConf:
     range_sets: tuple[RangeSet, ...]
     routes: tuple[Route, ...]
     resolv_conf: Path | None = None
+    # The first ADD after a reboot drops the leases made before it: their pods are
+    # gone, and no DEL came for them.
+    reclaim_after_reboot: bool = True
 
     @classmethod
     def from_json(cls, config: Any) -> IpamConf:
@@ -175,6 +186,7 @@ class IpamConf:
             range_sets=_parse_range_sets(ipam),
             routes=_parse_routes(ipam.get("routes")),
             resolv_conf=_parse_resolv_conf(ipam.get("resolvConf")),
+            reclaim_after_reboot=_parse_bool(ipam, "reclaimAfterReboot", True),
         )
 
     @property
@@ -294,3 +306,12 @@ def _parse_resolv_conf(raw: Any) -> Path | None:
     if not isinstance(raw, str):
         raise InvalidConfig(f"ipam.resolvConf: expected a file path, got {raw!r}")
     return Path(raw)
+
+
+def _parse_bool(ipam: dict[str, Any], key: str, default: bool) -> bool:
+    raw = ipam.get(key)
+    if raw is None:
+        return default
+    if not isinstance(raw, bool):
+        raise InvalidConfig(f"ipam.{key}: expected true or false, got {raw!r}")
+    return raw
