@@ -6,6 +6,7 @@ import ipaddress
 import json
 import sqlite3
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -107,3 +108,44 @@ def link_stats(node: tb.Node, dev: str) -> dict[str, int]:
     info = node.run(["ip", "-j", "-s", "link", "show", "dev", dev]).stdout
     stats64 = json.loads(info)[0]["stats64"]
     return {"rx": stats64["rx"]["packets"], "tx": stats64["tx"]["packets"]}
+
+
+def plugin_config(
+    conflist: Path, plugin_type: str, cni_version: str = "1.1.0", **extra: Any
+) -> dict[str, Any]:
+    """One plugin's network config out of a conflist, as a runtime would build it."""
+    data = json.loads(conflist.read_text())
+    plugin = next(p for p in data["plugins"] if p["type"] == plugin_type)
+    return {"cniVersion": cni_version, "name": data["name"], **plugin, **extra}
+
+
+@dataclass(frozen=True)
+class Reply:
+    code: int
+    out: dict[str, Any] | None
+    stderr: str
+
+
+def run_plugin(
+    node: tb.Node,
+    plugin_type: str,
+    command: str,
+    config: Mapping[str, Any],
+    **env: str,
+) -> Reply:
+    """Exec a built plugin directly on a node, the way a 1.1 runtime would: for the
+    verbs Debian's libcni lacks (STATUS, GC). stdout must be one JSON or nothing."""
+    environ = {
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        "CNI_COMMAND": command,
+        "CNI_PATH": ":".join(str(p) for p in tb.DEFAULT_CNI_PATH),
+        **env,
+    }
+    proc = node.run(
+        [str(tb.BUILD_BIN / plugin_type)],
+        input=json.dumps(config),
+        env=environ,
+        check=False,
+    )
+    out = json.loads(proc.stdout) if proc.stdout.strip() else None
+    return Reply(proc.returncode, out, proc.stderr)

@@ -1,0 +1,109 @@
+"""vxlan's CNI 1.1 verbs (run directly: Debian's libcni stops at 1.0.0), its
+runtimeConfig capabilities and its CNI_ARGS rules."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests import cluster
+from tests import testbed as tb
+from tests.test_vxlan import Network
+
+
+@pytest.fixture
+def net(testbed: tb.Testbed) -> Iterator[Network]:
+    network = Network(testbed, "mycni-vxlan-only")
+    try:
+        yield network
+    finally:
+        network.delete_all()
+
+
+@pytest.mark.root
+def test_gc_removes_only_attachments_the_runtime_no_longer_lists(net: Network) -> None:
+    node = net.bed.node1
+    keep, drop = net.add(node), net.add(node)
+    config = cluster.plugin_config(
+        net.conflist(node),
+        "vxlan",
+        **{
+            "cni.dev/valid-attachments": [
+                {"containerID": keep.container_id, "ifname": "eth0"}
+            ]
+        },
+    )
+
+    reply = cluster.run_plugin(node, "vxlan", "GC", config)
+    assert (reply.code, reply.out) == (0, None), reply
+    assert cluster.host_links(node) == {keep.host_veth}
+    assert [lease[3] for lease in cluster.leases(node)] == [keep.container_id]
+    assert tb.ping(keep.pod.name, str(node.address.ip))
+    # The runtime's own DEL still succeeds for the collected attachment.
+    net.delete(drop)
+
+
+@pytest.mark.root
+def test_gc_accepts_the_legacy_attachments_key(net: Network) -> None:
+    node = net.bed.node1
+    at = net.add(node)
+    config = cluster.plugin_config(
+        net.conflist(node),
+        "vxlan",
+        **{"cni.dev/attachments": [{"containerID": at.container_id, "ifname": "eth0"}]},
+    )
+    reply = cluster.run_plugin(node, "vxlan", "GC", config)
+    assert reply.code == 0 and cluster.host_links(node) == {at.host_veth}
+
+
+@pytest.mark.root
+def test_status_is_ready_and_names_a_missing_delegate(net: Network) -> None:
+    node = net.bed.node1
+    ready = cluster.plugin_config(net.conflist(node), "vxlan")
+    assert cluster.run_plugin(node, "vxlan", "STATUS", ready).code == 0
+
+    broken = dict(ready, ipam={**ready["ipam"], "type": "no-such-ipam"})
+    reply = cluster.run_plugin(node, "vxlan", "STATUS", broken)
+    assert reply.code == 1 and reply.out is not None
+    assert reply.out["code"] == 50 and "no-such-ipam" in reply.out["msg"]
+
+
+@pytest.mark.root
+def test_status_and_gc_need_cni_1_1(net: Network) -> None:
+    node = net.bed.node1
+    config = cluster.plugin_config(net.conflist(node), "vxlan", cni_version="1.0.0")
+    for verb in ("STATUS", "GC"):
+        reply = cluster.run_plugin(node, "vxlan", verb, config)
+        assert reply.out is not None and reply.out["code"] == 1, verb
+
+
+@pytest.mark.root
+def test_mac_capability_sets_the_pod_mac(net: Network) -> None:
+    node = net.bed.node1
+    pod = net.bed.add_pod("mac")
+    conflist = net.conflist(node)
+    result = node.driver.add(
+        conflist, pod, "mac-pod", capability_args={"mac": "02:42:AC:11:00:09"}
+    )
+    try:
+        assert result["interfaces"][1]["mac"] == "02:42:ac:11:00:09"
+        info = tb.link_info(pod.name, "eth0")
+        assert info is not None and info["address"] == "02:42:ac:11:00:09"
+    finally:
+        node.driver.delete(conflist, pod, "mac-pod")
+
+
+@pytest.mark.root
+def test_unknown_cni_args_are_refused_unless_ignore_unknown(net: Network) -> None:
+    node = net.bed.node1
+    pod = net.bed.add_pod("args")
+    conflist = net.conflist(node)
+    with pytest.raises(tb.CniCommandError) as err:
+        node.driver.add(conflist, pod, "args-pod", args={"FOO": "bar"})
+    assert err.value.code == 4 and "FOO" in err.value.msg
+    assert cluster.leases(node) == [] and cluster.host_links(node) == set()
+
+    pod_args = {"IgnoreUnknown": "1", "FOO": "bar", "K8S_POD_NAME": "web-0"}
+    node.driver.add(conflist, pod, "args-pod", args=pod_args)
+    node.driver.delete(conflist, pod, "args-pod", args=pod_args)
