@@ -39,6 +39,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "VERSION": (),
 }
 # The same rules as the spec's reference library (libcni ValidateContainerID/Name).
+# Use fullmatch: with match, Python's `$` also matches before a trailing newline.
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
 IFNAMSIZ = 16
 
@@ -78,7 +79,7 @@ def validate_container_id(value: str) -> str | None:
         return "empty"
     if len(value) > 255:
         return f"{len(value)} characters, at most 255"
-    if not NAME_RE.match(value):
+    if not NAME_RE.fullmatch(value):
         return f"{value[:64]!r} must match {NAME_RE.pattern}"
     return None
 
@@ -151,7 +152,7 @@ def check_config(config: dict[str, Any], command: str) -> str:
         value = config.get(key)
         if not isinstance(value, str) or not value:
             raise InvalidConfig(f"{key}: expected a non-empty string, got {value!r}")
-    if not NAME_RE.match(config["name"]):
+    if not NAME_RE.fullmatch(config["name"]):
         raise InvalidConfig(f"name: {config['name']!r} must match {NAME_RE.pattern}")
     return ver
 
