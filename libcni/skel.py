@@ -87,8 +87,13 @@ def validate_container_id(value: str) -> str | None:
 def validate_ifname(value: str) -> str | None:
     if not value:
         return "empty"
-    if len(value) >= IFNAMSIZ:
-        return f"{value!r} is {len(value)} characters, at most {IFNAMSIZ - 1}"
+    # IFNAMSIZ counts bytes; os.environ holds undecodable bytes as surrogates.
+    try:
+        size = len(value.encode("utf-8", "surrogateescape"))
+    except UnicodeEncodeError:  # a lone surrogate, as JSON's "\ud800" gives
+        return f"{value!r} is not valid UTF-8"
+    if size >= IFNAMSIZ:
+        return f"{value!r} is {size} bytes, at most {IFNAMSIZ - 1}"
     if value in (".", ".."):
         return f"{value!r} is not a valid interface name"
     if any(c == "/" or c == ":" or c.isspace() for c in value):
