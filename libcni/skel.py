@@ -135,6 +135,10 @@ def parse_config(stdin: bytes) -> dict[str, Any]:
         config = json.loads(stdin)
     except (ValueError, UnicodeDecodeError) as exc:
         raise DecodingFailure(f"failed to decode network config: {exc}") from exc
+    except RecursionError as exc:  # "[[[[..." well under MAX_STDIN is enough
+        raise DecodingFailure(
+            "failed to decode network config: nested too deep"
+        ) from exc
     if not isinstance(config, dict):
         raise DecodingFailure(
             "failed to decode network config: expected an object, got "
@@ -195,7 +199,7 @@ def version_answer(stdin: bytes) -> dict[str, Any]:
     ver = version.LATEST
     try:
         requested = json.loads(stdin).get("cniVersion") if stdin.strip() else None
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         requested = None
     if isinstance(requested, str) and requested in version.SUPPORTED:
         ver = requested
