@@ -12,7 +12,8 @@ LATEST = SUPPORTED[-1]
 def parse(version: str) -> tuple[int, int, int]:
     """Turn "1.0.0" into (1, 0, 0); anything else is an incompatible version."""
     parts = version.split(".")
-    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+    # isascii: str.isdigit() is also true of "²", which int() rejects.
+    if len(parts) != 3 or not all(p.isascii() and p.isdigit() for p in parts):
         raise IncompatibleVersion(f"invalid cniVersion {version!r}: expected X.Y.Z")
     major, minor, patch = (int(p) for p in parts)
     return major, minor, patch
