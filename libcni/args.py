@@ -18,14 +18,18 @@ IGNORE_UNKNOWN = "IgnoreUnknown"
 TRUE_WORDS = frozenset({"1", "true", "True", "TRUE"})
 
 
-def parse(text: str) -> dict[str, str]:
-    """Split CNI_ARGS into a dict; a pair without `=` or a key is an error."""
+def parse(text: str, strict: bool = True) -> dict[str, str]:
+    """Split CNI_ARGS into a dict; a pair without `=` or a key is an error, or with
+    strict=False (for DEL, which must not fail on arguments) skipped with a warning."""
     pairs: dict[str, str] = {}
     for item in text.split(";"):
         if not item:
             continue
         key, sep, value = item.partition("=")
         if not sep or not key:
+            if not strict:
+                log.warning("ignoring CNI_ARGS item %r: not KEY=VALUE", item)
+                continue
             raise InvalidEnvironment(f"invalid CNI_ARGS: {item!r} is not KEY=VALUE")
         pairs[key] = value
     return pairs

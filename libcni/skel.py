@@ -227,9 +227,10 @@ def run(plugin: Plugin, environ: Mapping[str, str], stdin: bytes) -> tuple[int, 
             reply_version = config["cniVersion"]
         configure_logging(config)
         reply_version = check_config(config, command)
-        pairs = cni_args.parse(environ.get("CNI_ARGS", ""))
-        if command != "DEL":
-            # A DEL that fails on arguments would leave the pod stuck in Terminating.
+        # A DEL that fails on arguments would leave the pod stuck in Terminating.
+        strict = command != "DEL"
+        pairs = cni_args.parse(environ.get("CNI_ARGS", ""), strict)
+        if strict:
             cni_args.validate(pairs, plugin.known_args)
         req = Request(
             command=command,
