@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import logging
+import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -327,8 +328,10 @@ class SqliteStore:
                     f"failed to {verb} lease store {self.path}: still busy after "
                     f"{self._lock_timeout:g}s"
                 ) from exc
+            # SQLite reports a full disk as SQLITE_FULL, or as a plain I/O error when
+            # it is the -shm file that cannot grow: ask the file system which.
             hint = ""
-            if code == sqlite3.SQLITE_FULL:
+            if code == sqlite3.SQLITE_FULL or _is_full(self.data_dir):
                 hint = f" (no space left in dataDir {self.data_dir})"
             raise IOFailure(
                 f"failed to {verb} lease store {self.path}: {exc}{hint}"
@@ -346,6 +349,14 @@ def _lease(row: tuple[Any, ...]) -> Lease:
         boot_id=boot_id,
         created=created,
     )
+
+
+def _is_full(directory: Path) -> bool:
+    try:
+        stat = os.statvfs(directory)
+    except OSError:
+        return False
+    return stat.f_bavail == 0 or stat.f_favail == 0
 
 
 def _now() -> str:
