@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from typing import Any
 
-from libcni.errors import CniError, Code, InvalidConfig, InvalidEnvironment
+from libcni.errors import CniError, Code, InvalidConfig, IOFailure, NotAvailable
 from libcni.skel import Plugin, Request
-from libcni.types import DNS, IPAddress, Result
+from libcni.types import DNS, Result
 from mycni_ipam import allocator
 from mycni_ipam.allocator import Owner
 from mycni_ipam.config import IpamConf, StoreConf
+from mycni_ipam.requested import requested_addresses
 from mycni_ipam.resolv import read_dns
 from mycni_ipam.sqlite_store import DB_NAME, SqliteStore
 
 log = logging.getLogger(__name__)
+
+# Spec 1.1 names the GC list cni.dev/valid-attachments; drafts and some runtimes
+# sent cni.dev/attachments, read when the new key is absent.
+GC_KEYS = ("cni.dev/valid-attachments", "cni.dev/attachments")
 
 
 class UnknownContainer(CniError):
@@ -26,7 +30,7 @@ class UnknownContainer(CniError):
 
 def cmd_add(req: Request) -> Result:
     conf = IpamConf.from_json(req.config)
-    requested = requested_addresses(req.args)
+    requested = requested_addresses(req.config, req.args)
     # Read before leasing, so an unreadable file cannot leave a lease behind.
     dns = read_dns(conf.resolv_conf) if conf.resolv_conf else DNS()
 
@@ -88,17 +92,30 @@ def cmd_gc(req: Request) -> None:
 
 
 def cmd_status(req: Request) -> None:
-    # Leases live in a local file: parsing the config and opening the store is
-    # all that can fail before an ADD.
     conf = IpamConf.from_json(req.config)
+    what = f"failed to check status of network {conf.network}"
 
-    with SqliteStore(conf.store.data_dir, conf.store.lock_timeout):
-        pass
+    try:
+        with SqliteStore(conf.store.data_dir, conf.store.lock_timeout) as store:
+            store.record_status_check()
+            counts = allocator.count_free(store, conf, store.boot_id)
+    except IOFailure as exc:
+        raise NotAvailable(f"{what}: lease store is not writable: {exc.msg}") from exc
+
+    full = sorted(
+        {c.range_set for c in counts} - {c.range_set for c in counts if c.free}
+    )
+    if full:
+        free = ", ".join(f"{c.range.describe()} {c.free}" for c in counts)
+        raise NotAvailable(
+            f"{what}: no free address in range set "
+            f"{', '.join(map(str, full))}; free addresses per range: {free}"
+        )
 
 
 def valid_attachments(config: dict[str, Any]) -> set[tuple[str, str]]:
     """The (container, ifname) pairs GC keeps (spec 1.1 cni.dev/valid-attachments)."""
-    key = "cni.dev/valid-attachments"
+    key = next((k for k in GC_KEYS if k in config), GC_KEYS[0])
     raw = config.get(key, [])
     if not isinstance(raw, list):
         raise InvalidConfig(f"{key}: expected a list of attachments, got {raw!r}")
@@ -118,20 +135,6 @@ def owner_of(req: Request) -> Owner:
     return Owner(req.network, req.container_id, req.ifname)
 
 
-def requested_addresses(args: dict[str, str]) -> tuple[IPAddress, ...]:
-    """The addresses asked for in CNI_ARGS `IP=` (comma-separated, one per family)."""
-    text = args.get("IP", "")
-    addrs = []
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        try:
-            addrs.append(ipaddress.ip_address(item))
-        except ValueError as exc:
-            raise InvalidEnvironment(
-                f"invalid CNI_ARGS: IP={item!r} is not an IP address"
-            ) from exc
-    return tuple(addrs)
-
-
 PLUGIN = Plugin(
     name="mycni-ipam",
     add=cmd_add,
@@ -139,5 +142,5 @@ PLUGIN = Plugin(
     check=cmd_check,
     status=cmd_status,
     gc=cmd_gc,
-    known_args=frozenset({"IP", "MAC"}),
+    known_args=frozenset({"IP"}),
 )

@@ -3,17 +3,19 @@ subprocess (`python -m mycni_ipam`), and side by side with the reference host-lo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from libcni import skel, version
+from mycni_ipam import sqlite_store
 from mycni_ipam.plugin import PLUGIN
 
 REPO = Path(__file__).resolve().parents[2]
@@ -344,3 +346,227 @@ def test_gc_rejects_a_malformed_attachment_list(run: Runner, tmp_path: Path) -> 
 
     assert (code, err["code"]) == (1, 7)
     assert err["msg"].startswith("cni.dev/valid-attachments[0]: expected containerID")
+
+
+def test_gc_reads_the_legacy_attachments_key(run: Runner, tmp_path: Path) -> None:
+    conf = netconf(tmp_path, "1.1.0")
+    for cid in ("c1", "c2"):
+        assert run("ADD", conf, cid=cid)[0] == 0
+    gc_conf = {**conf, "cni.dev/attachments": [{"containerID": "c2", "ifname": "eth0"}]}
+
+    assert run("GC", gc_conf) == (0, {})
+
+    assert run("CHECK", conf, cid="c1")[1]["code"] == 3
+    assert run("CHECK", conf, cid="c2") == (0, {})
+
+
+REQUESTS = {
+    "runtime-config-cidr": ({"runtimeConfig": {"ips": ["10.1.0.42/24"]}}, ""),
+    "runtime-config-plain": ({"runtimeConfig": {"ips": ["fd00::42"]}}, ""),
+    "args-cni": ({"args": {"cni": {"ips": ["10.1.0.42", "fd00::42"]}}}, ""),
+    "cni-args": ({}, "IP=10.1.0.42"),
+    "args-cni-wins-over-cni-args": (
+        {"args": {"cni": {"ips": ["10.1.0.42"]}}},
+        "IP=10.1.0.43",
+    ),
+    "runtime-config-and-cni-args": (
+        {"runtimeConfig": {"ips": ["fd00::42"]}},
+        "IP=10.1.0.42",
+    ),
+}
+
+
+@pytest.mark.parametrize(("extra", "cni_args"), REQUESTS.values(), ids=REQUESTS.keys())
+def test_requested_address_sources(
+    tmp_path: Path, extra: dict[str, Any], cni_args: str
+) -> None:
+    conf = {**netconf(tmp_path), **extra}
+    wanted = [
+        a.split("/")[0]
+        for a in extra.get("runtimeConfig", {}).get("ips", [])
+        + extra.get("args", {}).get("cni", {}).get("ips", [])
+    ]
+    if not extra.get("args") and cni_args:
+        wanted.append(cni_args.removeprefix("IP="))
+
+    code, result = run_in_process("ADD", conf, cni_args=cni_args)
+
+    assert code == 0, result
+    got = {ip["address"].split("/")[0] for ip in result["ips"]}
+    assert set(wanted) <= got
+    assert "10.1.0.43" not in got
+
+
+def test_requested_address_held_by_another_names_the_holder(tmp_path: Path) -> None:
+    conf = netconf(tmp_path)
+    run_in_process("ADD", conf, cid="c1", cni_args="IP=10.1.0.42")
+    asked = {**conf, "runtimeConfig": {"ips": ["10.1.0.42/24"]}}
+
+    code, err = run_in_process("ADD", asked, cid="c2")
+
+    assert (code, err["code"]) == (1, 101)
+    assert err["msg"] == (
+        "failed to allocate for network mynet: requested address 10.1.0.42 is held "
+        "by container c1 ifname eth0"
+    )
+    assert run_in_process("CHECK", conf, cid="c2")[1]["code"] == 3
+
+
+def test_malformed_runtime_config_ips(tmp_path: Path) -> None:
+    conf = {**netconf(tmp_path), "runtimeConfig": {"ips": ["10.1.0.x"]}}
+
+    code, err = run_in_process("ADD", conf)
+
+    assert (code, err["code"]) == (1, 7)
+    assert err["msg"] == (
+        "runtimeConfig.ips[0]: '10.1.0.x' is not an IP address or address/prefix"
+    )
+
+
+def test_two_ifnames_of_one_container_get_different_addresses(tmp_path: Path) -> None:
+    conf = json.dumps(netconf(tmp_path)).encode()
+    results = []
+    for ifname in ("eth0", "net1", "eth0"):
+        env = {**environ("ADD"), "CNI_IFNAME": ifname}
+        code, out = skel.run(PLUGIN, env, conf)
+        assert code == 0, out
+        results.append(json.loads(out)["ips"])
+
+    assert results[0] == results[2]
+    assert {ip["address"] for ip in results[0]}.isdisjoint(
+        ip["address"] for ip in results[1]
+    )
+
+
+def test_dual_stack_is_all_or_nothing(tmp_path: Path) -> None:
+    conf = netconf(
+        tmp_path, ranges=[[{"subnet": "10.1.0.0/24"}], [{"subnet": "fd00::/126"}]]
+    )  # fd00::2 and fd00::3 only
+    assert run_in_process("ADD", conf, cid="c1")[0] == 0
+    assert run_in_process("ADD", conf, cid="c2")[0] == 0
+
+    code, err = run_in_process("ADD", conf, cid="c3")
+    assert (code, err["code"]) == (1, 100)
+    assert "fd00::/126" in err["msg"]
+
+    # c3 got no IPv4 address either: the next container gets the next one.
+    assert run_in_process("DEL", conf, cid="c1")[0] == 0
+    code, result = run_in_process("ADD", conf, cid="c4")
+    assert [ip["address"] for ip in result["ips"]] == ["10.1.0.4/24", "fd00::2/126"]
+
+
+@pytest.fixture
+def boot_id(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "boot_id"
+    path.write_text("boot-a\n")
+    monkeypatch.setattr(sqlite_store, "BOOT_ID_PATH", path)
+    return path
+
+
+def test_first_add_after_a_reboot_reclaims_earlier_leases(
+    tmp_path: Path, boot_id: Path
+) -> None:
+    conf = netconf(tmp_path / "ipam", "1.1.0", ranges=[[{"subnet": "10.1.0.0/29"}]])
+    for cid in ("c1", "c2", "c3", "c4", "c5"):  # .2-.6: the range is full
+        assert run_in_process("ADD", conf, cid=cid)[0] == 0
+    assert run_in_process("ADD", conf, cid="late")[1]["code"] == 100
+    assert run_in_process("STATUS", conf)[1]["code"] == 50
+
+    boot_id.write_text("boot-b\n")
+    # STATUS already counts the earlier boot's leases as free.
+    assert run_in_process("STATUS", conf) == (0, {})
+    code, result = run_in_process("ADD", conf, cid="after")
+
+    assert code == 0, result
+    assert run_in_process("CHECK", conf, cid="c1")[1]["code"] == 3
+    assert run_in_process("CHECK", conf, cid="after") == (0, {})
+    # Only the first ADD of the new boot reclaims: its own leases stay.
+    assert run_in_process("ADD", conf, cid="after2")[0] == 0
+    assert run_in_process("CHECK", conf, cid="after") == (0, {})
+
+
+def test_reclaim_after_reboot_can_be_turned_off(tmp_path: Path, boot_id: Path) -> None:
+    conf = netconf(tmp_path / "ipam", reclaimAfterReboot=False)
+    assert run_in_process("ADD", conf, cid="c1")[0] == 0
+
+    boot_id.write_text("boot-b\n")
+    assert run_in_process("ADD", conf, cid="c2")[0] == 0
+
+    assert run_in_process("CHECK", conf, cid="c1") == (0, {})
+
+
+def test_status_reports_free_addresses_per_range(tmp_path: Path) -> None:
+    conf = netconf(
+        tmp_path,
+        "1.1.0",
+        ranges=[
+            [{"subnet": "10.1.0.0/30"}, {"subnet": "10.2.0.0/30"}],
+            [{"subnet": "fd00::/64"}],
+        ],
+    )
+    assert run_in_process("STATUS", conf) == (0, {})
+    assert run_in_process("ADD", conf, cid="c1")[0] == 0
+    assert run_in_process("STATUS", conf) == (0, {})
+    assert run_in_process("ADD", conf, cid="c2")[0] == 0
+
+    code, err = run_in_process("STATUS", conf)
+
+    assert (code, err["code"]) == (1, 50)
+    assert err["msg"] == (
+        "failed to check status of network mynet: no free address in range set 0; "
+        "free addresses per range: 10.1.0.0/30 (10.1.0.2-10.1.0.2) 0, "
+        "10.2.0.0/30 (10.2.0.2-10.2.0.2) 0, "
+        "fd00::/64 (fd00::2-fd00::ffff:ffff:ffff:ffff) 18446744073709551612"
+    )
+    assert run_in_process("DEL", conf, cid="c1")[0] == 0
+    assert run_in_process("STATUS", conf) == (0, {})
+
+
+@contextlib.contextmanager
+def read_only(directory: Path) -> Iterator[None]:
+    """directory turns read-only: by a read-only tmpfs remount as root (root ignores
+    file modes), by file modes otherwise."""
+    if os.geteuid() != 0:
+        directory.chmod(0o500)
+        try:
+            yield
+        finally:
+            directory.chmod(0o700)
+        return
+    subprocess.run(["mount", "-o", "remount,ro", str(directory)], check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", str(directory)], check=True)
+
+
+@pytest.fixture
+def own_mount(tmp_path: Path) -> Iterator[Path]:
+    """A directory of our own: a tmpfs as root (so it can be remounted read-only)."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    if os.geteuid() != 0:
+        yield mnt
+        return
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], check=True
+    )
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_status_fails_when_the_store_is_not_writable(own_mount: Path) -> None:
+    conf = netconf(own_mount, "1.1.0")
+    assert run_in_process("STATUS", conf) == (0, {})
+
+    with read_only(own_mount):
+        code, err = run_in_process("STATUS", conf)
+
+    assert (code, err["code"]) == (1, 50)
+    assert err["msg"].startswith(
+        "failed to check status of network mynet: lease store is not writable: "
+    )
+    assert str(own_mount) in err["msg"]
+    assert run_in_process("STATUS", conf) == (0, {})
