@@ -29,8 +29,12 @@ def escape(part: str) -> str:
     """Make part a file-name component: %XX for all but [A-Za-z0-9_-].
 
     '.' is escaped too, so no result is '.', '..' or contains the separator.
+    surrogatepass: os.environ spells undecodable bytes as lone surrogates.
     """
-    return _UNSAFE.sub(lambda m: "".join(f"%{b:02X}" for b in m[0].encode()), part)
+    return _UNSAFE.sub(
+        lambda m: "".join(f"%{b:02X}" for b in m[0].encode("utf-8", "surrogatepass")),
+        part,
+    )
 
 
 @dataclass(frozen=True)
