@@ -7,6 +7,7 @@ never forms a path of its own.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 SUFFIX = ".json"
+NAME_MAX = 255  # bytes in one path component (Linux)
 
 
 def escape(part: str) -> str:
@@ -37,6 +39,16 @@ def escape(part: str) -> str:
     )
 
 
+def file_name(parts: tuple[str, ...], suffix: str = "") -> str:
+    """The escaped parts joined by '.', or when that exceeds NAME_MAX (a valid
+    container ID may have 255 characters) '=' and a digest: '=' is never escaped
+    output, so the two forms cannot collide."""
+    name = ".".join(escape(p) for p in parts) + suffix
+    if len(name) <= NAME_MAX:
+        return name
+    return "=" + hashlib.sha256(json.dumps(parts).encode()).hexdigest() + suffix
+
+
 @dataclass(frozen=True)
 class Entry:
     container_id: str
@@ -46,16 +58,17 @@ class Entry:
 
 @dataclass(frozen=True)
 class RecordStore:
-    """<root>/<network>/<container id>.<ifname>.json, every part escaped."""
+    """<root>/<network>/<container id>.<ifname>.json, every part escaped (see
+    file_name for names too long for that)."""
 
     directory: Path
 
     @classmethod
     def for_network(cls, root: Path, network: str) -> RecordStore:
-        return cls(root / escape(network))
+        return cls(root / file_name((network,)))
 
     def path(self, container_id: str, ifname: str) -> Path:
-        return self.directory / f"{escape(container_id)}.{escape(ifname)}{SUFFIX}"
+        return self.directory / file_name((container_id, ifname), SUFFIX)
 
     def save(self, container_id: str, ifname: str, data: dict[str, Any]) -> None:
         """Write atomically (temp file, fsync, rename): a crash leaves old or new."""
