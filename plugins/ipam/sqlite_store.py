@@ -144,6 +144,9 @@ class SqliteStore:
         )
         return [_lease(row) for row in rows]
 
+    def count_leases(self) -> int:
+        return int(self._query("SELECT COUNT(*) FROM leases", ())[0][0])
+
     def holder(self, network: str, address: IPAddress) -> Lease | None:
         rows = self._query(
             f"SELECT {_LEASE_COLUMNS} FROM leases WHERE network = ? AND address = ?",
