@@ -27,7 +27,7 @@ from mycni_ipam.allocator import Owner, iter_candidates
 from mycni_ipam.config import IpamConf, RangeSet
 from mycni_ipam.memory_store import MemoryStore
 from mycni_ipam.sqlite_store import SqliteStore
-from mycni_ipam.store import Store
+from mycni_ipam.store import Lease, Store
 
 StoreFactory = Callable[[], AbstractContextManager[Store]]
 
@@ -105,7 +105,7 @@ def ipam_confs(draw: st.DrawFn) -> IpamConf:
 
 
 OPS = st.lists(
-    st.tuples(st.sampled_from(["add", "del", "readd"]), st.integers(0, 14)),
+    st.tuples(st.sampled_from(["add", "del", "readd", "gc"]), st.integers(0, 14)),
     min_size=1,
     max_size=80,
 )
@@ -120,6 +120,18 @@ def run_sequence(store: Store, conf: IpamConf, ops: list[tuple[str, int]]) -> No
             allocator.release(store, owner(cid))
             if model.pop(cid, None) is not None:
                 event("released")
+            continue
+        if op == "gc":
+            # Keep the containers whose number shares n's parity (a GC list).
+            keep = {c for c in model if int(c[1:]) % 2 == n % 2}
+            dropped = allocator.release_all_but(
+                store, "mynet", {(c, "eth0") for c in keep}
+            )
+            gone = set(model) - keep
+            assert {lease.container_id for lease in dropped} == gone
+            for c in gone:
+                del model[c]
+            event("gc")
             continue
         if op == "readd" and cid not in model:
             continue
@@ -357,3 +369,50 @@ def test_released_addresses_come_back_sqlite(
 ) -> None:
     with sqlite_store() as store:
         fill_release_refill(store, conf, data)
+
+
+def test_reboot_reclaims_leases_of_earlier_boots_only() -> None:
+    conf = netconf(subnet="10.1.0.0/29")  # 5 addresses
+    store = MemoryStore(boot_id="boot-a")
+    for i in range(5):
+        allocator.allocate(store, conf, owner(f"old{i}"))
+
+    store.boot_id = "boot-b"
+    new = allocator.allocate(store, conf, owner("new0"))
+    allocator.allocate(store, conf, owner("new1"))
+
+    held = {lease.container_id for lease in store.all_leases()}
+    assert held == {"new0", "new1"}
+    assert str(new[0].address) == "10.1.0.2"  # wrapped to the start of the range
+    no_reclaim = IpamConf(conf.store, conf.range_sets, (), reclaim_after_reboot=False)
+    store.boot_id = "boot-c"
+    allocator.allocate(store, no_reclaim, owner("new2"))
+    assert len(store.all_leases()) == 3
+
+
+def test_sqlite_allocation_cost_does_not_grow_with_lease_count(tmp_path: Path) -> None:
+    """The statements one ADD runs are the same with 10 leases and with 5000."""
+    conf = netconf(subnet="10.0.0.0/16")
+    with SqliteStore(tmp_path, lock_timeout=5) as store:
+        statements: list[str] = []
+        store._db.set_trace_callback(statements.append)
+
+        def one_add(cid: str) -> list[str]:
+            statements.clear()
+            allocator.allocate(store, conf, owner(cid))
+            return list(statements)
+
+        for i in range(10):
+            small = one_add(f"c{i}")
+        with store.transaction():
+            for i in range(10, 5000):
+                address = ipaddress.ip_address("10.0.0.0") + 2 + i
+                store.reserve(Lease("mynet", 0, address, f"c{i}", "eth0"))
+            store.set_last_reserved("mynet", 0, address)
+        large = one_add("late")
+
+    def shape(sql: list[str]) -> list[str]:
+        return [re.sub(r"'[^']*'", "?", s) for s in sql]
+
+    assert shape(large) == shape(small)
+    assert len(large) <= 12
