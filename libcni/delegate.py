@@ -8,7 +8,7 @@ import os
 import subprocess
 from collections.abc import Sequence
 
-from libcni.errors import CniError, Code, DelegateError
+from libcni.errors import CniError, Code, DelegateError, InvalidConfig
 from libcni.skel import Request
 from libcni.types import Result
 
@@ -89,7 +89,14 @@ def add(plugin_type: str, req: Request) -> Result:
             f"failed to parse the result of delegate {plugin_type}: "
             f"{out.strip()[:200]!r}",
         ) from exc
-    return Result.from_dict(obj, f"result of {plugin_type}")
+    try:
+        return Result.from_dict(obj, f"result of {plugin_type}")
+    except InvalidConfig as exc:
+        # The delegate's output is wrong, not our network config (code 7).
+        raise DelegateError(
+            int(Code.DELEGATE_FAILURE),
+            f"delegate {plugin_type} returned an invalid result: {exc.msg}",
+        ) from exc
 
 
 def delete(plugin_type: str, req: Request) -> None:
