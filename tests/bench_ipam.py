@@ -1,0 +1,130 @@
+"""Exec latency of one ADD by mycni-ipam and by the reference host-local, against how
+many leases the network already holds. Not collected by pytest (no test_ prefix).
+
+    python tests/bench_ipam.py [--ours build/bin/mycni-ipam] [--reps 15]
+
+Both plugins get the same config, each with its own dataDir pre-filled to N leases
+(host-local: one file per address; ours: rows in leases.sqlite3, written directly).
+Measurements are interleaved (ours, theirs, ours, ...) so both see the same machine
+load, and each ADD is followed by an untimed DEL so the lease count stays at N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import ipaddress
+import json
+import os
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+HOST_LOCAL = Path("/usr/lib/cni/host-local")
+SUBNET = ipaddress.ip_network("10.128.0.0/16")
+COUNTS = (10, 1000, 5000)
+
+
+def config(data_dir: Path) -> bytes:
+    return json.dumps(
+        {
+            "cniVersion": "1.0.0",
+            "name": "bench",
+            "type": "ipam",
+            "ipam": {"dataDir": str(data_dir), "subnet": str(SUBNET)},
+        }
+    ).encode()
+
+
+def env(command: str, cid: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "CNI_COMMAND": command,
+        "CNI_CONTAINERID": cid,
+        "CNI_NETNS": "/var/run/netns/bench",
+        "CNI_IFNAME": "eth0",
+        "CNI_PATH": "/usr/lib/cni",
+    }
+
+
+def call(exe: Path, command: str, cid: str, conf: bytes) -> float:
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [str(exe)], input=conf, env=env(command, cid), capture_output=True, check=False
+    )
+    elapsed = time.perf_counter() - started
+    if proc.returncode != 0:
+        sys.exit(
+            f"{exe} {command} failed: {proc.stdout.decode()}{proc.stderr.decode()}"
+        )
+    return elapsed
+
+
+def fill_ours(exe: Path, data_dir: Path, count: int) -> None:
+    call(exe, "ADD", "seed", config(data_dir))  # creates the store and its schema
+    created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    db = sqlite3.connect(data_dir / "leases.sqlite3")
+    with db:
+        boot = db.execute("SELECT boot_id FROM leases").fetchone()[0]
+        db.executemany(
+            "INSERT INTO leases VALUES ('bench', 0, ?, ?, 'eth0', ?, ?)",
+            (
+                (str(SUBNET.network_address + 3 + i), f"fill{i}", boot, created)
+                for i in range(count - 1)
+            ),
+        )
+        last = SUBNET.network_address + 2 + count - 1
+        db.execute("UPDATE last_reserved SET address = ?", (str(last),))
+    db.close()
+
+
+def fill_host_local(exe: Path, data_dir: Path, count: int) -> None:
+    call(exe, "ADD", "seed", config(data_dir))  # creates <dataDir>/bench and a lock
+    net_dir = data_dir / "bench"
+    for i in range(count - 1):
+        (net_dir / str(SUBNET.network_address + 3 + i)).write_text(f"fill{i}\neth0")
+    last = SUBNET.network_address + 2 + count - 1
+    (net_dir / "last_reserved_ip.0").write_text(str(last))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ours", type=Path, default=REPO / "build/bin/mycni-ipam")
+    parser.add_argument("--theirs", type=Path, default=HOST_LOCAL)
+    parser.add_argument("--reps", type=int, default=15)
+    args = parser.parse_args()
+    for exe in (args.ours, args.theirs):
+        if not os.access(exe, os.X_OK):
+            sys.exit(f"{exe} is not an executable (run `make build`?)")
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-ipam-") as tmp:
+        for count in COUNTS:
+            ours_dir, theirs_dir = Path(tmp, f"ours-{count}"), Path(tmp, f"hl-{count}")
+            fill_ours(args.ours, ours_dir, count)
+            fill_host_local(args.theirs, theirs_dir, count)
+            times: dict[str, list[float]] = {"ours": [], "theirs": []}
+            for rep in range(args.reps):
+                for name, exe, data_dir in (
+                    ("ours", args.ours, ours_dir),
+                    ("theirs", args.theirs, theirs_dir),
+                ):
+                    conf = config(data_dir)
+                    times[name].append(call(exe, "ADD", f"b{rep}", conf))
+                    call(exe, "DEL", f"b{rep}", conf)
+            ours, theirs = (statistics.median(times[k]) * 1000 for k in times)
+            rows.append((count, ours, theirs))
+
+    print(f"exec ADD latency, median of {args.reps} interleaved runs")
+    print(f"{'leases':>8}  {'mycni-ipam ms':>13}  {'host-local ms':>13}  {'ratio':>6}")
+    for count, ours, theirs in rows:
+        print(f"{count:>8}  {ours:>13.1f}  {theirs:>13.1f}  {ours / theirs:>6.2f}")
+
+
+if __name__ == "__main__":
+    main()
