@@ -188,6 +188,7 @@ def test_random_sequences_sqlite(conf: IpamConf, ops: list[tuple[str, int]]) -> 
         run_sequence(store, conf, ops)
 
 
+@settings(deadline=None)
 @given(ipam_confs(), st.data())
 def test_candidates_cover_every_address_once(
     conf: IpamConf, data: st.DataObject
