@@ -41,6 +41,10 @@ def at_least(version: str, minimum: str) -> bool:
 class SetupFailed(Exception):
     """A step before the case's own call failed; the row fails and says which."""
 
+    def __init__(self, msg: str, detail: str = "") -> None:
+        super().__init__(msg)
+        self.detail = detail or msg
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -112,7 +116,7 @@ class Runner:
         try:
             verdict = judge()
         except SetupFailed as exc:
-            verdict = Verdict(False, f"setup failed: {exc}", str(exc))
+            verdict = Verdict(False, f"setup failed: {exc}", exc.detail)
         known = self.expect_fail.get(case)
         self.rows.append(
             Row(case, expected, verdict.got, verdict.ok, known, verdict.detail)
@@ -184,7 +188,7 @@ class Runner:
         )
         doc = out.document()
         if out.exit_code != 0 or not isinstance(doc, dict):
-            raise SetupFailed(f"chained ADD@{version}: {out.summary()}")
+            raise SetupFailed(f"chained ADD@{version}: {out.summary()}", out.detail())
         att.prev = doc
 
     def add(self, att: Attachment, version: str) -> Outcome:
@@ -198,7 +202,7 @@ class Runner:
     def must_add(self, att: Attachment, version: str) -> None:
         out = self.add(att, version)
         if att.result is None:
-            raise SetupFailed(f"ADD@{version}: {out.summary()}")
+            raise SetupFailed(f"ADD@{version}: {out.summary()}", out.detail())
 
     def delete(self, att: Attachment, version: str, **overrides: str | None) -> Outcome:
         """DEL as a runtime sends it: with the cached result from 0.4.0 on."""
@@ -300,7 +304,7 @@ class Runner:
             listed = {VALID_ATTACHMENTS: [keep.listed()]}
             gc = self.call("GC", None, self.config(version, extra=listed))
             if gc.exit_code != 0:
-                raise SetupFailed(f"GC: {gc.summary()}")
+                raise SetupFailed(f"GC: {gc.summary()}", gc.detail())
             kept = self.call("CHECK", keep, self.config(version, prev=keep.result))
             gone = self.call("CHECK", drop, self.config(version, prev=drop.result))
             ok = kept.exit_code == 0 and gone.exit_code != 0
@@ -379,17 +383,17 @@ class Runner:
     def bad_inputs(self) -> None:
         version = self.profile.version
         chained = self.attach()
-        setup_error = ""
+        setup_error: tuple[str, str] | tuple[()] = ()
         try:
             self.chain_add(chained, version)
         except SetupFailed as exc:
-            setup_error = str(exc)
+            setup_error = (str(exc), exc.detail)
 
         for bad in bad_input_corpus(self.profile):
 
             def judge(bad: BadInput = bad) -> Verdict:
                 if setup_error:
-                    raise SetupFailed(setup_error)
+                    raise SetupFailed(*setup_error)
                 att = self.attach()
                 config = self.config(version, prev=chained.prev)
                 stdin = bad.stdin(config)
