@@ -13,7 +13,8 @@ BPF_SRC    := $(wildcard bpf/*.bpf.c)
 BPF_OBJ    := $(patsubst bpf/%.bpf.c,build/bpf/%.bpf.o,$(BPF_SRC))
 PY_SRC     := $(shell find libcni plugins -name '*.py' 2>/dev/null)
 
-.PHONY: all deps build bpf bins driver venv install uninstall lint test unit demo clean
+.PHONY: all deps build bpf bins driver venv install uninstall lint test unit demo \
+	conformance clean
 
 all: build
 
@@ -85,6 +86,21 @@ test: deps build driver lint
 
 demo: deps build driver
 	$(PY) -m tests.demo
+
+# The CNI conformance runner on our three plugins and on the reference host-local
+# and bridge (their known gaps are expected failures in their profiles). Every table
+# is printed; the target fails if any plugin had an unexpected result.
+CONFORMANCE := vxlan:build/bin/vxlan mycni-ipam:build/bin/mycni-ipam \
+	ebpf-redirect:build/bin/ebpf-redirect host-local:/usr/lib/cni/host-local \
+	bridge:/usr/lib/cni/bridge
+conformance: build
+	@status=0; for entry in $(CONFORMANCE); do \
+		profile=$${entry%%:*}; plugin=$${entry#*:}; \
+		echo "== $$profile"; \
+		$(PY) -m tests.conformance --profile $$profile --plugin $$plugin \
+			--config tests/conformance/templates/$$profile.json || status=1; \
+		echo; \
+	done; exit $$status
 
 clean:
 	rm -rf build
