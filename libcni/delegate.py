@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -39,7 +40,14 @@ def find(plugin_type: str, path: Sequence[str]) -> str:
 def _run(plugin_type: str, command: str, req: Request) -> str:
     exe = find(plugin_type, req.path)
     env = dict(req.environ)
-    env["CNI_COMMAND"] = command
+    # The request's fields win over the inherited environment, so a caller may act
+    # for another attachment (GC releasing one that the runtime forgot).
+    env.update(
+        CNI_COMMAND=command,
+        CNI_CONTAINERID=req.container_id,
+        CNI_IFNAME=req.ifname,
+        CNI_NETNS=req.netns,
+    )
     log.debug("delegating %s to %s", command, exe)
     try:
         proc = subprocess.run(
@@ -129,11 +137,22 @@ def gc(plugin_type: str, req: Request) -> None:
     _run(plugin_type, "GC", req)
 
 
-def speaks(plugin_type: str, req: Request, version: str) -> bool:
-    """Whether the delegate's VERSION lists `version` (STATUS and GC need 1.1.0)."""
+def versions(plugin_type: str, req: Request) -> tuple[str, ...]:
+    """The spec versions the delegate's VERSION lists (STATUS and GC need 1.1.0)."""
     out = _run(plugin_type, "VERSION", req)
     try:
         supported = json.loads(out).get("supportedVersions", [])
     except (ValueError, AttributeError):
-        return False
-    return isinstance(supported, list) and version in supported
+        return ()
+    if not isinstance(supported, list):
+        return ()
+    return tuple(v for v in supported if isinstance(v, str))
+
+
+def speaking(req: Request, version: str) -> Request:
+    """The same request with its config re-labelled for a delegate that only speaks
+    an older version (a DEL's config reads the same in every version)."""
+    config = {**req.config, "cniVersion": version}
+    return dataclasses.replace(
+        req, config=config, stdin=json.dumps(config).encode(), cni_version=version
+    )

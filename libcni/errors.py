@@ -26,6 +26,7 @@ class Code(enum.IntEnum):
     BPF_FAILURE = 102
     DELEGATE_FAILURE = 103
     CHECK_FAILED = 104
+    KERNEL_FAILURE = 105
     GENERIC = 999
 
 
@@ -93,6 +94,12 @@ class ConflictingState(CniError):
 
 class BpfFailure(CniError):
     code = Code.BPF_FAILURE
+
+
+class KernelFailure(CniError):
+    """The kernel refused a change (a netlink, ioctl or sysctl error)."""
+
+    code = Code.KERNEL_FAILURE
 
 
 class CheckFailed(CniError):

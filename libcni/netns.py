@@ -51,7 +51,20 @@ def open_netns(path: str) -> int:
     if not is_netns(fd):
         os.close(fd)
         raise InvalidEnvironment(f"invalid CNI_NETNS {path}: not a network namespace")
+    if is_current(fd):
+        os.close(fd)
+        raise InvalidEnvironment(
+            f"invalid CNI_NETNS {path}: it is the namespace the plugin runs in, "
+            "not a pod's"
+        )
     return fd
+
+
+def is_current(fd: int) -> bool:
+    """Whether fd is the network namespace this thread is in (same nsfs inode)."""
+    mine = os.stat("/proc/thread-self/ns/net")
+    theirs = os.fstat(fd)
+    return (mine.st_dev, mine.st_ino) == (theirs.st_dev, theirs.st_ino)
 
 
 def open_netns_if_present(path: str) -> int | None:

@@ -166,19 +166,16 @@ def check_config(config: dict[str, Any], command: str) -> str:
     return ver
 
 
-def configure_logging(config: dict[str, Any]) -> None:
+def configure_logging(config: dict[str, Any], plugin: str) -> None:
     level_name = config.get("logLevel", "warning")
     level = logging.getLevelName(str(level_name).upper())
     if not isinstance(level, int):
         level = logging.WARNING
     root = logging.getLogger()
     root.setLevel(level)
-    # Libraries' own debug output would drown ours (pyroute2 logs every message).
-    for noisy in ("pyroute2", "asyncio"):
-        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    quiet_libraries()
     fmt = logging.Formatter(
-        f"%(asctime)s {config.get('type', '?')}[%(process)d] %(levelname)s %(name)s: "
-        "%(message)s"
+        f"%(asctime)s {plugin}[%(process)d] %(levelname)s %(name)s: %(message)s"
     )
     log_file = config.get("logFile")
     if isinstance(log_file, str) and log_file:
@@ -193,6 +190,17 @@ def configure_logging(config: dict[str, Any]) -> None:
             root.addHandler(handler)
     for handler in root.handlers:
         handler.setFormatter(fmt)
+
+
+# Libraries whose debug output would drown ours (pyroute2 logs every message).
+NOISY_LOGGERS = ("pyroute2", "asyncio")
+
+
+def quiet_libraries() -> None:
+    """Hold noisy libraries at WARNING; pyroute2 resets its level when imported, so
+    whoever imports it calls this again."""
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def version_answer(stdin: bytes) -> dict[str, Any]:
@@ -225,7 +233,7 @@ def run(plugin: Plugin, environ: Mapping[str, str], stdin: bytes) -> tuple[int, 
         config = parse_config(stdin)
         if isinstance(config.get("cniVersion"), str):
             reply_version = config["cniVersion"]
-        configure_logging(config)
+        configure_logging(config, plugin.name)
         reply_version = check_config(config, command)
         # A DEL that fails on arguments would leave the pod stuck in Terminating.
         strict = command != "DEL"

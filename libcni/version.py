@@ -29,3 +29,9 @@ def require_supported(version: str) -> None:
 
 def at_least(version: str, minimum: str) -> bool:
     return parse(version) >= parse(minimum)
+
+
+def newest_of(versions: tuple[str, ...] | list[str]) -> str:
+    """The newest version we also speak among `versions` (LATEST when none is)."""
+    ours = [v for v in versions if v in SUPPORTED]
+    return max(ours, key=parse) if ours else LATEST

@@ -177,7 +177,46 @@ def test_an_existing_interface_in_the_pod_is_an_error_and_takes_nothing(
 
     with pytest.raises(tb.CniCommandError) as err:
         node.driver.add(network.conflist(node), pod, "busy-pod")
-    assert err.value.code == 7 and "eth0" in err.value.msg
+    assert err.value.code == 101 and "eth0" in err.value.msg
+    assert cluster.leases(node) == [] and cluster.host_links(node) == set()
+
+
+@pytest.mark.root
+def test_the_nodes_own_namespace_is_refused_as_a_pod(network: Network) -> None:
+    """A runtime bug must not let ADD replace the node's own default route."""
+    node = network.bed.node1
+    routes = cluster.node_routes(node)
+    with pytest.raises(tb.CniCommandError) as err:
+        node.driver.add(network.conflist(node), node.name, "self-pod")
+    assert err.value.code == 4 and "CNI_NETNS" in err.value.msg
+    assert cluster.node_routes(node) == routes
+    assert cluster.leases(node) == [] and cluster.host_links(node) == set()
+
+
+@pytest.mark.root
+def test_an_ipam_route_via_another_gateway_is_refused_cleanly(
+    network: Network,
+) -> None:
+    node = network.bed.node1
+    subnet = cluster.pod_subnet(network.bed, node)
+    network.overrides["vxlan.ipam.routes"] = [
+        {"dst": "10.250.0.0/16", "gw": str(subnet[7])}
+    ]
+    pod = network.bed.add_pod("gw")
+    with pytest.raises(tb.CniCommandError) as err:
+        node.driver.add(network.conflist(node), pod, "gw-pod")
+    assert err.value.code == 7 and str(subnet[7]) in err.value.msg
+    assert cluster.leases(node) == [] and cluster.host_links(node) == set()
+    assert tb.list_links(pod.name) == {"lo"}
+
+
+@pytest.mark.root
+def test_del_succeeds_when_the_config_no_longer_validates(network: Network) -> None:
+    """An operator's broken edit of the node list must not strand pods on DEL."""
+    node = network.bed.node1
+    at = network.add(node)
+    network.overrides["vxlan.nodes"] = [{"underlayAddress": "not-an-address"}]
+    network.delete(at)
     assert cluster.leases(node) == [] and cluster.host_links(node) == set()
 
 
@@ -284,3 +323,71 @@ def test_reference_bridge_runs_on_mycni_ipam(testbed: tb.Testbed) -> None:
         for i, pod in enumerate(pods[: len(results)]):
             node.driver.delete(path, pod, f"br-{i}")
     assert cluster.leases(node) == []
+
+
+@pytest.mark.root
+def test_a_pod_subnet_over_the_underlay_is_refused_and_the_node_keeps_its_routes(
+    network: Network,
+) -> None:
+    node = network.bed.node1
+    routes = cluster.node_routes(node)
+    underlay = str(node.address.network)
+    network.overrides["vxlan.nodes"] = [
+        {"underlayAddress": str(node.address.ip), "podSubnet": "10.99.1.0/24"},
+        {"underlayAddress": "172.31.0.2", "podSubnet": underlay},
+    ]
+    pod = network.bed.add_pod("over")
+    with pytest.raises(tb.CniCommandError) as err:
+        node.driver.add(network.conflist(node), pod, "over-pod")
+    assert err.value.code == 7 and "nodes[1].podSubnet" in err.value.msg
+    assert cluster.node_routes(node) == routes
+
+
+@pytest.mark.root
+def test_a_failed_add_leaves_the_overlay_untouched(network: Network) -> None:
+    """A missing IPAM must not create a device or move routes to other nodes."""
+    node = network.bed.node1
+    network.add(node)
+    routes, links = cluster.node_routes(node), tb.list_links(node.name)
+    network.overrides["vxlan.vni"] = 4242
+    network.overrides["vxlan.vxlanDevice"] = "mycni.other"
+    network.overrides["vxlan.ipam.type"] = "no-such-ipam"
+    pod = network.bed.add_pod("noipam")
+    with pytest.raises(tb.CniCommandError) as err:
+        node.driver.add(network.conflist(node), pod, "noipam-pod")
+    assert "no-such-ipam" in err.value.msg
+    assert cluster.node_routes(node) == routes
+    assert tb.list_links(node.name) == links
+    network.overrides.clear()
+
+
+@pytest.mark.root
+def test_a_route_of_another_device_is_not_taken_over(network: Network) -> None:
+    node = network.bed.node1
+    other = cluster.pod_subnet(network.bed, network.bed.node2)
+    node.run(["ip", "route", "add", str(other), "dev", node.underlay])
+    pod = network.bed.add_pod("taken")
+    with pytest.raises(tb.CniCommandError) as err:
+        node.driver.add(network.conflist(node), pod, "taken-pod")
+    assert err.value.code == 101 and str(other) in err.value.msg
+    assert any(
+        r.startswith(f"{other} dev {node.underlay}") for r in cluster.node_routes(node)
+    )
+    assert cluster.leases(node) == [] and cluster.host_links(node) == set()
+
+
+@pytest.mark.root
+def test_a_second_interface_does_not_take_the_first_ones_routes(
+    network: Network,
+) -> None:
+    node = network.bed.node1
+    first = network.add(node)
+    conflist = network.conflist(node)
+    node.driver.add(conflist, first.pod, first.container_id, ifname="net1")
+    try:
+        node.driver.check(conflist, first.pod, first.container_id)
+        assert tb.ping(first.pod.name, str(node.address.ip))
+    finally:
+        node.driver.delete(conflist, first.pod, first.container_id, ifname="net1")
+    node.driver.check(conflist, first.pod, first.container_id)
+    assert tb.ping(first.pod.name, str(node.address.ip))

@@ -58,6 +58,41 @@ def test_gc_accepts_the_legacy_attachments_key(net: Network) -> None:
 
 
 @pytest.mark.root
+def test_gc_without_the_attachment_list_is_refused_and_removes_nothing(
+    net: Network,
+) -> None:
+    node = net.bed.node1
+    at = net.add(node)
+    reply = cluster.run_plugin(
+        node, "vxlan", "GC", cluster.plugin_config(net.conflist(node), "vxlan")
+    )
+    assert reply.out is not None and reply.out["code"] == 7
+    assert "cni.dev/valid-attachments" in reply.out["msg"]
+    assert cluster.host_links(node) == {at.host_veth} and len(cluster.leases(node)) == 1
+
+
+@pytest.mark.root
+def test_gc_with_a_pre_1_1_ipam_releases_leases_one_by_one(
+    testbed: tb.Testbed,
+) -> None:
+    """Debian's host-local has no GC: vxlan's GC must DEL the lease itself."""
+    net = Network(testbed, "mycni-host-local")
+    node = testbed.node1
+    try:
+        keep, drop = net.add(node), net.add(node)
+        valid = [{"containerID": keep.container_id, "ifname": "eth0"}]
+        config = cluster.plugin_config(
+            net.conflist(node), "vxlan", **{"cni.dev/valid-attachments": valid}
+        )
+        assert cluster.run_plugin(node, "vxlan", "GC", config).code == 0
+        held = {p.name for p in node.ipam_dir.rglob("*") if p.name[0].isdigit()}
+        assert held == {keep.ip}
+        net.delete(drop)
+    finally:
+        net.delete_all()
+
+
+@pytest.mark.root
 def test_status_is_ready_and_names_a_missing_delegate(net: Network) -> None:
     node = net.bed.node1
     ready = cluster.plugin_config(net.conflist(node), "vxlan")

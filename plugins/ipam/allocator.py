@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Sequence, Set
 from dataclasses import dataclass
 
 from libcni.errors import AddressExhausted, ConflictingState, InvalidEnvironment
@@ -106,7 +106,7 @@ def release(store: Store, owner: Owner) -> list[Lease]:
 
 
 def release_all_but(
-    store: Store, network: str, keep: set[tuple[str, str]]
+    store: Store, network: str, keep: Set[tuple[str, str]]
 ) -> list[Lease]:
     """Drop every lease whose (container, ifname) is not in keep (CNI GC)."""
     with store.transaction():

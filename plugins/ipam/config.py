@@ -285,17 +285,19 @@ def _parse_routes(raw: Any) -> tuple[Route, ...]:
 def _parse_data_dir(raw: Any) -> Path:
     if raw is None:
         return DEFAULT_DATA_DIR
-    if not isinstance(raw, str) or not raw:
-        raise InvalidConfig(f"ipam.dataDir: expected a directory path, got {raw!r}")
+    if not isinstance(raw, str) or not raw.startswith("/"):
+        # A relative path would be a different store in every working directory,
+        # and so hand out one address twice.
+        raise InvalidConfig(f"ipam.dataDir: expected an absolute path, got {raw!r}")
     return Path(raw)
 
 
 def _parse_lock_timeout(raw: Any) -> float:
     if raw is None:
         return DEFAULT_LOCK_TIMEOUT
-    if isinstance(raw, bool) or not isinstance(raw, int | float) or raw <= 0:
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not 0 < raw <= 300:
         raise InvalidConfig(
-            f"ipam.lockTimeout: expected a positive number of seconds, got {raw!r}"
+            f"ipam.lockTimeout: expected seconds in (0, 300], got {raw!r}"
         )
     return float(raw)
 

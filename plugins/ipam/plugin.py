@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
-from libcni.errors import CniError, Code, InvalidConfig, IOFailure, NotAvailable
+from libcni.attachments import valid_attachments
+from libcni.errors import CniError, Code, IOFailure, NotAvailable
 from libcni.skel import Plugin, Request
 from libcni.types import DNS, Result
 from mycni_ipam import allocator
@@ -16,10 +16,6 @@ from mycni_ipam.resolv import read_dns
 from mycni_ipam.sqlite_store import DB_NAME, SqliteStore
 
 log = logging.getLogger(__name__)
-
-# Spec 1.1 names the GC list cni.dev/valid-attachments; drafts and some runtimes
-# sent cni.dev/attachments, read when the new key is absent.
-GC_KEYS = ("cni.dev/valid-attachments", "cni.dev/attachments")
 
 
 class UnknownContainer(CniError):
@@ -111,24 +107,6 @@ def cmd_status(req: Request) -> None:
             f"{what}: no free address in range set "
             f"{', '.join(map(str, full))}; free addresses per range: {free}"
         )
-
-
-def valid_attachments(config: dict[str, Any]) -> set[tuple[str, str]]:
-    """The (container, ifname) pairs GC keeps (spec 1.1 cni.dev/valid-attachments)."""
-    key = next((k for k in GC_KEYS if k in config), GC_KEYS[0])
-    raw = config.get(key, [])
-    if not isinstance(raw, list):
-        raise InvalidConfig(f"{key}: expected a list of attachments, got {raw!r}")
-    keep = set()
-    for i, item in enumerate(raw):
-        cid = item.get("containerID") if isinstance(item, dict) else None
-        ifname = item.get("ifname") if isinstance(item, dict) else None
-        if not isinstance(cid, str) or not isinstance(ifname, str):
-            raise InvalidConfig(
-                f"{key}[{i}]: expected containerID and ifname strings, got {item!r}"
-            )
-        keep.add((cid, ifname))
-    return keep
 
 
 def owner_of(req: Request) -> Owner:

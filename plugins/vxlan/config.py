@@ -30,6 +30,30 @@ class Node:
 
 
 @dataclass(frozen=True)
+class TeardownConf:
+    """What DEL and GC need: read leniently, so an edited node list or a device
+    setting that no longer validates never blocks removing pods."""
+
+    network: str
+    ipam_type: str
+    host_veth_prefix: str
+    state_dir: Path
+
+    @classmethod
+    def from_json(cls, config: dict[str, Any]) -> TeardownConf:
+        ipam = config.get("ipam")
+        ipam_type = ipam.get("type") if isinstance(ipam, dict) else None
+        if not isinstance(ipam_type, str) or not ipam_type:
+            raise InvalidConfig(f"ipam.type: expected a plugin name, got {ipam_type!r}")
+        return cls(
+            network=str(config["name"]),
+            ipam_type=ipam_type,
+            host_veth_prefix=_prefix(config),
+            state_dir=_path(config, "stateDir", DEFAULT_STATE_DIR),
+        )
+
+
+@dataclass(frozen=True)
 class VxlanConf:
     network: str
     ipam_type: str
@@ -65,11 +89,7 @@ class VxlanConf:
                     f"localAddress: {addr} is IPv6; the underlay is IPv4 only for now"
                 )
             local = addr
-        prefix = _string(config, "hostVethPrefix", "mc")
-        if not 1 <= len(prefix) <= 4 or not prefix.isalnum():
-            raise InvalidConfig(
-                f"hostVethPrefix: {prefix!r} must be 1 to 4 letters or digits"
-            )
+        prefix = _prefix(config)
         mtu = None
         if config.get("mtu") is not None:
             mtu = _int(config, "mtu", 0, MIN_MTU, 65535)
@@ -102,6 +122,15 @@ def _string(config: dict[str, Any], key: str, default: str) -> str:
     if not isinstance(value, str):
         raise InvalidConfig(f"{key}: expected a string, got {value!r}")
     return value
+
+
+def _prefix(config: dict[str, Any]) -> str:
+    prefix = _string(config, "hostVethPrefix", "mc")
+    if not 1 <= len(prefix) <= 4 or not (prefix.isascii() and prefix.isalnum()):
+        raise InvalidConfig(
+            f"hostVethPrefix: {prefix!r} must be 1 to 4 ASCII letters or digits"
+        )
+    return prefix
 
 
 def _path(config: dict[str, Any], key: str, default: Path) -> Path:
@@ -153,6 +182,16 @@ def _nodes(raw: Any) -> tuple[Node, ...]:
             raise InvalidConfig(f"{where}.name: expected a string, got {name!r}")
         nodes.append(Node(underlay=underlay, pod_subnets=parsed, name=name))
     _reject_overlaps(nodes)
+    for i, node in enumerate(nodes):
+        for subnet in node.pod_subnets:
+            if subnet.prefixlen == 0:
+                raise InvalidConfig(f"nodes[{i}].podSubnet: {subnet} is everything")
+            for other in nodes:
+                if other.underlay in subnet:
+                    raise InvalidConfig(
+                        f"nodes[{i}].podSubnet: {subnet} contains the underlay "
+                        f"address {other.underlay}"
+                    )
     return tuple(nodes)
 
 

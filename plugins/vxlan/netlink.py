@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from libcni import netns
+from libcni import netns, skel
+from libcni.errors import KernelFailure
 
 if TYPE_CHECKING:
     from pyroute2 import IPRoute
@@ -29,6 +31,7 @@ def session(netns_fd: int | None = None) -> Iterator[IPRoute]:
     # pyroute2's import costs ~200 ms; only commands that touch the kernel pay it.
     from pyroute2 import IPRoute
 
+    skel.quiet_libraries()
     if netns_fd is None:
         ipr = IPRoute()
     else:
@@ -38,6 +41,18 @@ def session(netns_fd: int | None = None) -> Iterator[IPRoute]:
         yield ipr
     finally:
         ipr.close()
+
+
+@contextlib.contextmanager
+def step(what: str) -> Iterator[None]:
+    """Name the kernel change in the error the runtime sees, with the reason."""
+    try:
+        yield
+    except Exception as exc:
+        code = errno_of(exc)
+        if not is_netlink_error(exc) or code is None:
+            raise
+        raise KernelFailure(f"failed to {what}: {os.strerror(abs(code))}") from exc
 
 
 def errno_of(exc: BaseException) -> int | None:

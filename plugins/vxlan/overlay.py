@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from libcni.errors import ConflictingState, InvalidConfig
+from libcni.types import IPNetwork
 from mycni_vxlan import netlink
 from mycni_vxlan.config import VXLAN_OVERHEAD_V4, Node, VxlanConf
 
@@ -87,6 +88,22 @@ def _first_ipv4(ipr: IPRoute, index: int) -> ipaddress.IPv4Address | None:
         if addr["scope"] == 0:
             return ipaddress.IPv4Address(addr.get_attr("IFA_ADDRESS"))
     return None
+
+
+def check_subnets(ipr: IPRoute, conf: VxlanConf, underlay: Underlay) -> None:
+    """Pod subnets routed into the overlay must not swallow the underlay itself."""
+    local_nets = [
+        ipaddress.ip_network(f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}", False)
+        for a in ipr.get_addr(family=socket.AF_INET, index=underlay.index)
+    ]
+    for i, node in enumerate(conf.nodes):
+        for subnet in node.pod_subnets:
+            for net in local_nets:
+                if subnet.version == net.version and subnet.overlaps(net):
+                    raise InvalidConfig(
+                        f"nodes[{i}].podSubnet: {subnet} overlaps the underlay "
+                        f"{net} of {underlay.name}"
+                    )
 
 
 def overlay_mtu(conf: VxlanConf, underlay: Underlay) -> int:
@@ -211,6 +228,7 @@ def ensure_peers(ipr: IPRoute, conf: VxlanConf, overlay: Overlay) -> None:
             flags=netlink.NTF_SELF,
         )
         for subnet in node.pod_subnets:
+            _refuse_foreign_route(ipr, subnet, overlay)
             if subnet.version != 4:
                 log.warning(
                     "pod subnet %s of node %s: IPv6 over the overlay is not handled "
@@ -228,3 +246,22 @@ def ensure_peers(ipr: IPRoute, conf: VxlanConf, overlay: Overlay) -> None:
                 proto=netlink.RTPROT_STATIC,
             )
         log.debug("overlay peer %s: vtep %s mac %s", node.underlay, vtep, mac)
+
+
+def _refuse_foreign_route(ipr: IPRoute, subnet: IPNetwork, overlay: Overlay) -> None:
+    """Replace our own route only: one through another device belongs to someone
+    else (another network's overlay, the operator) and stays."""
+    if subnet.version != 4:
+        return
+    for route in ipr.get_routes(family=socket.AF_INET, table=netlink.RT_TABLE_MAIN):
+        if (route.get_attr("RTA_DST"), route["dst_len"]) != (
+            str(subnet.network_address),
+            subnet.prefixlen,
+        ):
+            continue
+        oif = route.get_attr("RTA_OIF")
+        if oif is not None and oif != overlay.index:
+            raise ConflictingState(
+                f"failed to route pod subnet {subnet} into {overlay.name}: a route "
+                f"through link {oif} already exists"
+            )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import logging
 import os
@@ -9,21 +10,25 @@ import socket
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
-from libcni import args, delegate, netns
-from libcni.errors import CheckFailed, CniError, InvalidConfig, NotAvailable
+from libcni import args, delegate, netns, version
+from libcni.attachments import valid_attachments
+from libcni.errors import (
+    CheckFailed,
+    CniError,
+    ConflictingState,
+    InvalidConfig,
+    NotAvailable,
+)
 from libcni.records import RecordStore
 from libcni.skel import Plugin, Request
 from libcni.types import Interface, IPConfig, Result, Route, parse_mac, prev_result
 from mycni_vxlan import netlink, overlay, routing, veth
-from mycni_vxlan.config import VxlanConf
+from mycni_vxlan.config import TeardownConf, VxlanConf
 
 if TYPE_CHECKING:
     from pyroute2 import IPRoute
 
 log = logging.getLogger(__name__)
-
-# CNI 1.1 GC: the attachments the runtime still has (and the key older ones send).
-VALID_ATTACHMENTS = ("cni.dev/valid-attachments", "cni.dev/attachments")
 
 
 def cmd_add(req: Request) -> Result:
@@ -37,26 +42,34 @@ def cmd_add(req: Request) -> Result:
         node = resources.enter_context(netlink.session())
         pod = resources.enter_context(netlink.session(pod_fd))
         if netlink.link_index(pod, req.ifname) is not None:
-            raise InvalidConfig(
-                f"CNI_IFNAME: interface {req.ifname} already exists in {req.netns}"
+            raise ConflictingState(
+                f"failed to create {req.ifname} in {req.netns}: it already exists"
             )
 
         underlay = overlay.find_underlay(node, conf)
-        vx = overlay.ensure_device(node, conf, underlay)
-        overlay.ensure_peers(node, conf, vx)
+        overlay.check_subnets(node, conf, underlay)
 
         with ExitStack() as undo:
             # Recorded first: a DEL after a crash half-way still finds what to undo.
             records.save(req.container_id, req.ifname, {"hostVeth": spec.host})
             undo.callback(records.remove_quietly, req.container_id, req.ifname)
-
-            lease = delegate.add(conf.ipam_type, req)
+            # Before the call: the IPAM may have committed a lease even when its
+            # answer is lost (timeout, garbled output). Its DEL is idempotent.
             undo.callback(delegate.delete_quietly, conf.ipam_type, req)
+            lease = delegate.add(conf.ipam_type, req)
             if not lease.ips:
                 raise InvalidConfig(f"ipam.type: {conf.ipam_type} returned no address")
 
+            # Node-wide state, shared by every pod and kept: only after the IPAM
+            # accepted its config, so a broken config never touches the overlay.
+            with netlink.step(f"set up vxlan device {conf.device}"):
+                vx = overlay.ensure_device(node, conf, underlay)
+            with netlink.step(f"program routes to other nodes on {conf.device}"):
+                overlay.ensure_peers(node, conf, vx)
+
             spec = veth.PairSpec(spec.host, spec.ifname, vx.mtu, spec.pod_mac)
-            pair = veth.create_pair(node, pod, pod_fd, spec)
+            with netlink.step(f"create veth {spec.host} / {spec.ifname}"):
+                pair = veth.create_pair(node, pod, pod_fd, spec)
             undo.callback(netlink.delete_link_quietly, node, spec.host)
 
             ips = tuple(
@@ -64,8 +77,10 @@ def cmd_add(req: Request) -> Result:
             )
             routes = routing.pod_routes(ips, lease.routes)
             routing.ensure_forwarding({ip.address.version for ip in ips})
-            routing.configure_pod(pod, pair, ips, routes)
-            routing.configure_host(node, pair, ips)
+            with netlink.step(f"configure addresses and routes of pod {req.ifname}"):
+                routing.configure_pod(pod, pair, ips, routes)
+            with netlink.step(f"configure host veth {spec.host}"):
+                routing.configure_host(node, pair, ips)
             undo.pop_all()
 
     return Result(
@@ -82,11 +97,10 @@ def cmd_add(req: Request) -> Result:
 
 def cmd_del(req: Request) -> None:
     """Remove the veth (its routes and gateway address go with it), release the IP."""
-    conf = VxlanConf.from_json(req.config)
+    conf = TeardownConf.from_json(req.config)
     records = RecordStore.for_network(conf.state_dir, conf.network)
 
-    with netlink.session() as node:
-        remove_veth(node, host_veth_name(conf, req))
+    remove_veth(host_veth_name(conf, req))
 
     delegate.delete(conf.ipam_type, req)
     records.remove_quietly(req.container_id, req.ifname)
@@ -138,59 +152,43 @@ def cmd_status(req: Request) -> None:
         except CniError as exc:
             raise NotAvailable(f"underlay not usable: {exc.msg}") from exc
 
-    if delegate.speaks(conf.ipam_type, req, "1.1.0"):
+    if "1.1.0" in delegate.versions(conf.ipam_type, req):
         delegate.status(conf.ipam_type, req)
 
 
 def cmd_gc(req: Request) -> None:
-    """Remove every attachment of this network the runtime no longer lists."""
-    conf = VxlanConf.from_json(req.config)
+    """Release every attachment of this network the runtime no longer lists."""
+    conf = TeardownConf.from_json(req.config)
     valid = valid_attachments(req.config)
     records = RecordStore.for_network(conf.state_dir, conf.network)
+    ipam_versions = delegate.versions(conf.ipam_type, req)
     failures: list[str] = []
 
-    with netlink.session() as node:
-        for entry in records.entries():
-            if (entry.container_id, entry.ifname) in valid:
-                continue
-            host = veth.host_name(
-                conf.host_veth_prefix, conf.network, entry.container_id, entry.ifname
-            )
-            try:
-                remove_veth(node, host)
-            except Exception as exc:  # keep going: GC reports, it does not stop
-                failures.append(f"veth {host} of {entry.container_id}: {exc}")
-                continue
-            records.remove_quietly(entry.container_id, entry.ifname)
-            log.info(
-                "gc removed %s/%s (veth %s)", entry.container_id, entry.ifname, host
-            )
+    for entry in records.entries():
+        if (entry.container_id, entry.ifname) in valid:
+            continue
+        stale = dataclasses.replace(
+            req, container_id=entry.container_id, ifname=entry.ifname, netns=""
+        )
+        try:
+            remove_veth(host_veth_name(conf, stale))
+            if "1.1.0" not in ipam_versions:
+                # No GC in that IPAM: release this attachment's lease with a DEL.
+                older = version.newest_of(ipam_versions)
+                delegate.delete(conf.ipam_type, delegate.speaking(stale, older))
+        except (CniError, OSError) as exc:  # keep going: GC reports, it does not stop
+            failures.append(f"{entry.container_id}/{entry.ifname}: {exc}")
+            continue
+        records.remove_quietly(entry.container_id, entry.ifname)
+        log.info("gc released %s/%s", entry.container_id, entry.ifname)
 
-    if delegate.speaks(conf.ipam_type, req, "1.1.0"):
+    if "1.1.0" in ipam_versions:
         try:
             delegate.gc(conf.ipam_type, req)
         except CniError as exc:
             failures.append(f"ipam {conf.ipam_type}: {exc.msg}")
     if failures:
         raise CniError("failed to collect garbage: " + "; ".join(failures))
-
-
-def valid_attachments(config: dict[str, Any]) -> set[tuple[str, str]]:
-    for key in VALID_ATTACHMENTS:
-        raw = config.get(key)
-        if raw is None:
-            continue
-        if not isinstance(raw, list):
-            raise InvalidConfig(f"{key}: expected a list, got {raw!r}")
-        valid = set()
-        for i, item in enumerate(raw):
-            if not isinstance(item, dict) or not isinstance(
-                item.get("containerID"), str
-            ):
-                raise InvalidConfig(f"{key}[{i}]: expected {{containerID, ifname}}")
-            valid.add((item["containerID"], str(item.get("ifname", ""))))
-        return valid
-    return set()
 
 
 def requested_mac(req: Request) -> str | None:
@@ -202,11 +200,12 @@ def requested_mac(req: Request) -> str | None:
     return parse_mac(value, "args.cni.mac / CNI_ARGS MAC") if value else None
 
 
-def remove_veth(node: IPRoute, host: str) -> None:
-    if netlink.delete_link_quietly(node, host):
-        log.debug("deleted host veth %s", host)
-    else:
-        log.debug("host veth %s already gone", host)
+def remove_veth(host: str) -> None:
+    with netlink.session() as node, netlink.step(f"delete host veth {host}"):
+        if netlink.delete_link_quietly(node, host):
+            log.debug("deleted host veth %s", host)
+        else:
+            log.debug("host veth %s already gone", host)
 
 
 def check_pod(
@@ -270,7 +269,7 @@ def check_overlay(node: IPRoute, conf: VxlanConf) -> None:
         )
 
 
-def host_veth_name(conf: VxlanConf, req: Request) -> str:
+def host_veth_name(conf: VxlanConf | TeardownConf, req: Request) -> str:
     return veth.host_name(
         conf.host_veth_prefix, conf.network, req.container_id, req.ifname
     )

@@ -11,6 +11,7 @@ import ipaddress
 import logging
 from typing import TYPE_CHECKING
 
+from libcni.errors import InvalidConfig
 from libcni.types import IPAddress, IPConfig, Route
 from mycni_vxlan import netlink
 from mycni_vxlan.veth import VethPair
@@ -53,7 +54,12 @@ def pod_routes(
         )
         if family_gw is None:
             continue
-        wanted = Route(dst=route.dst, gw=route.gw or family_gw)
+        if route.gw is not None and route.gw != family_gw:
+            raise InvalidConfig(
+                f"ipam.routes: {route.dst} via {route.gw}: a pod's only next hop is "
+                f"its gateway {family_gw}"
+            )
+        wanted = Route(dst=route.dst, gw=family_gw)
         if route.dst.prefixlen == 0 or wanted in routes:
             continue
         routes.append(wanted)
@@ -77,15 +83,19 @@ def configure_pod(
         )
     pod.link("set", index=index, state="up")
     for gw in {gateway_of(ip) for ip in ips}:
-        pod.route(
-            "replace",
-            dst=f"{gw}/{gw.max_prefixlen}",
-            oif=index,
-            scope=netlink.RT_SCOPE_LINK,
+        _add_or_append(
+            pod, dst=f"{gw}/{gw.max_prefixlen}", oif=index, scope=netlink.RT_SCOPE_LINK
         )
     for route in routes:
-        pod.route("replace", dst=str(route.dst), gateway=str(route.gw), oif=index)
+        _add_or_append(pod, dst=str(route.dst), gateway=str(route.gw), oif=index)
     log.debug("pod %s: addresses %s, routes %s", pair.pod_name, ips, routes)
+
+
+def _add_or_append(ipr: IPRoute, **route: object) -> None:
+    """A second interface of the same network in one pod must not take over the
+    first one's routes: its own go behind them and take over if the first leaves."""
+    if not netlink.tolerate(lambda: ipr.route("add", **route), errno.EEXIST):
+        ipr.route("append", **route)
 
 
 def configure_host(node: IPRoute, pair: VethPair, ips: tuple[IPConfig, ...]) -> None:
@@ -121,6 +131,11 @@ def ensure_forwarding(families: set[int]) -> None:
         with open(path) as f:
             if f.read().strip() == "1":
                 continue
+        if family == 6:
+            log.warning(
+                "enabling IPv6 forwarding on this node: interfaces with accept_ra=1 "
+                "stop taking router advertisements (set accept_ra=2 to keep them)"
+            )
         with open(path, "w") as f:
             f.write("1")
         log.debug("enabled forwarding: %s", path)

@@ -145,11 +145,19 @@ def test_full_config_with_unknown_keys() -> None:
         ),
         (
             {"subnet": "10.1.0.0/24", "lockTimeout": 0},
-            "ipam.lockTimeout: expected a positive number of seconds, got 0",
+            "ipam.lockTimeout: expected seconds in (0, 300], got 0",
         ),
         (
             {"subnet": "10.1.0.0/24", "dataDir": 5},
-            "ipam.dataDir: expected a directory path, got 5",
+            "ipam.dataDir: expected an absolute path, got 5",
+        ),
+        (
+            {"subnet": "10.1.0.0/24", "dataDir": "relative/dir"},
+            "ipam.dataDir: expected an absolute path, got 'relative/dir'",
+        ),
+        (
+            {"subnet": "10.1.0.0/24", "lockTimeout": 1e308},
+            "ipam.lockTimeout: expected seconds in (0, 300], got 1e+308",
         ),
         (
             {"subnet": "10.1.0.0/30", "rangeStart": "10.1.0.1", "rangeEnd": "10.1.0.1"},

@@ -345,7 +345,7 @@ def test_gc_rejects_a_malformed_attachment_list(run: Runner, tmp_path: Path) -> 
     code, err = run("GC", conf)
 
     assert (code, err["code"]) == (1, 7)
-    assert err["msg"].startswith("cni.dev/valid-attachments[0]: expected containerID")
+    assert err["msg"].startswith("cni.dev/valid-attachments[0]: expected {containerID")
 
 
 def test_gc_reads_the_legacy_attachments_key(run: Runner, tmp_path: Path) -> None:
@@ -570,3 +570,17 @@ def test_status_fails_when_the_store_is_not_writable(own_mount: Path) -> None:
     )
     assert str(own_mount) in err["msg"]
     assert run_in_process("STATUS", conf) == (0, {})
+
+
+def test_gc_without_an_attachment_list_is_refused_and_releases_nothing(
+    run: Runner, tmp_path: Path
+) -> None:
+    """Reading a missing list as "keep nothing" would free every pod's address."""
+    conf = netconf(tmp_path, "1.1.0")
+    assert run("ADD", conf, cid="c1")[0] == 0
+
+    code, err = run("GC", conf)
+
+    assert (code, err["code"]) == (1, 7)
+    assert "cni.dev/valid-attachments" in err["msg"]
+    assert run("CHECK", conf, cid="c1") == (0, {})
