@@ -29,7 +29,7 @@ $(VENV)/.stamp: pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[dev]'
 	touch $@
 
-build: deps bpf bins
+build: bpf bins
 
 bpf: $(BPF_OBJ)
 build/bpf/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/lib/*.h)
