@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import re
+import signal
 import sys
 import time
 import traceback
@@ -21,6 +22,7 @@ from libcni.errors import (
     IncompatibleVersion,
     InvalidConfig,
     InvalidEnvironment,
+    TryAgainLater,
 )
 from libcni.types import Result
 
@@ -304,6 +306,19 @@ def read_stdin(stream: IO[bytes]) -> bytes:
     return stream.read(MAX_STDIN + 1)
 
 
+# A runtime that gives up on a plugin (timeout, shutdown) sends one of these.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """Turn a stop signal into an error raised where the plugin is: the handler's
+    rollback runs and the runtime still reads one error object. A second signal
+    kills at once."""
+    for other in STOP_SIGNALS:
+        signal.signal(other, signal.SIG_DFL)
+    raise TryAgainLater(f"interrupted by {signal.Signals(signum).name}")
+
+
 def main(plugin: Plugin) -> NoReturn:
     """Entry point of a plugin executable: stdout carries the reply and nothing else."""
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
@@ -312,6 +327,8 @@ def main(plugin: Plugin) -> NoReturn:
     reply = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _interrupt)
     code, out = run(plugin, os.environ, read_stdin(sys.stdin.buffer))
     if out:
         reply.write(out + "\n")

@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -603,3 +605,55 @@ def test_main_prints_nothing_for_a_successful_del(tmp_path: Path) -> None:
     )
     assert (proc.returncode, proc.stdout) == (0, b"")
     assert b"child process output" in proc.stderr
+
+
+SLOW_PLUGIN_SCRIPT = """
+import contextlib, sys, time
+from pathlib import Path
+from libcni import skel
+
+def add(req):
+    with contextlib.ExitStack() as undo:
+        undo.callback(Path(req.config["marker"]).write_text, "rolled back")
+        Path(req.config["ready"]).write_text("in handler")
+        time.sleep(30)
+        undo.pop_all()
+    raise AssertionError("not reached")
+
+skel.main(skel.Plugin("slow", add, add, add))
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
+def test_a_stop_signal_rolls_back_and_still_answers_one_error(
+    tmp_path: Path, signum: int
+) -> None:
+    script = tmp_path / "slow_plugin.py"
+    script.write_text(textwrap.dedent(SLOW_PLUGIN_SCRIPT))
+    marker, ready = tmp_path / "marker", tmp_path / "ready"
+    stdin = json.dumps(
+        {**json.loads(conf()), "marker": str(marker), "ready": str(ready)}
+    ).encode()
+    (tmp_path / "stdin").write_bytes(stdin)
+    with (tmp_path / "stdin").open("rb") as feed:
+        proc = subprocess.Popen(
+            [sys.executable, str(script)],
+            stdin=feed,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**os.environ, **env("ADD"), "PYTHONPATH": str(REPO)},
+        )
+    try:
+        deadline = time.monotonic() + 20
+        while not ready.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        proc.send_signal(signum)
+        out, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 1
+    reply = json.loads(out)
+    assert reply["code"] == 11 and signal.Signals(signum).name in reply["msg"]
+    assert marker.read_text() == "rolled back"
