@@ -142,3 +142,52 @@ def test_unknown_cni_args_are_refused_unless_ignore_unknown(net: Network) -> Non
     pod_args = {"IgnoreUnknown": "1", "FOO": "bar", "K8S_POD_NAME": "web-0"}
     node.driver.add(conflist, pod, "args-pod", args=pod_args)
     node.driver.delete(conflist, pod, "args-pod", args=pod_args)
+
+
+@pytest.mark.root
+@pytest.mark.parametrize(
+    ("where", "argv", "named"),
+    [
+        ("pod", ["ip", "addr", "flush", "dev", "eth0"], "is missing"),
+        ("pod", ["ip", "route", "del", "default"], "0.0.0.0/0"),
+        ("pod", ["ip", "link", "del", "eth0"], "eth0"),
+        ("node", ["ip", "route", "del", "{ip}/32"], "{ip}"),
+    ],
+    ids=["pod-address", "pod-default-route", "pod-interface", "node-route"],
+)
+def test_check_names_what_went_missing(
+    net: Network, where: str, argv: list[str], named: str
+) -> None:
+    node = net.bed.node1
+    at = net.add(node)
+    conflist = net.conflist(node)
+    node.driver.check(conflist, at.pod, at.container_id)  # passes right after ADD
+
+    ns = at.pod.name if where == "pod" else node.name
+    tb.run_in(ns, [arg.format(ip=at.ip) for arg in argv])
+    with pytest.raises(tb.CniCommandError) as err:
+        node.driver.check(conflist, at.pod, at.container_id)
+    assert err.value.code == 104 and named.format(ip=at.ip) in err.value.msg
+
+
+@pytest.mark.root
+def test_check_fails_when_the_ipam_lost_the_reservation(net: Network) -> None:
+    node = net.bed.node1
+    at = net.add(node)
+    conflist = net.conflist(node)
+    inspect = [str(tb.BUILD_BIN / "mycni-ipam"), "inspect", "--data-dir"]
+    released = tb.run(
+        [
+            *inspect,
+            str(node.ipam_dir),
+            "release",
+            "--network",
+            f"{net.bed.name}-net",
+            "--address",
+            at.ip,
+        ]
+    )
+    assert at.ip in released
+    with pytest.raises(tb.CniCommandError) as err:
+        node.driver.check(conflist, at.pod, at.container_id)
+    assert err.value.code == 3 and at.container_id in err.value.msg
