@@ -201,6 +201,12 @@ def requested_mac(req: Request) -> str | None:
 
 
 def remove_veth(host: str) -> None:
+    try:
+        socket.if_nametoindex(host)
+    except OSError:
+        # Already gone (DEL twice, GC): no need to pay for pyroute2's import.
+        log.debug("host veth %s already gone", host)
+        return
     with netlink.session() as node, netlink.step(f"delete host veth {host}"):
         if netlink.delete_link_quietly(node, host):
             log.debug("deleted host veth %s", host)
