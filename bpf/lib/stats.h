@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: GPL-2.0 */
-/* Per-CPU counters of what the fast path did with each frame. */
+/* Per-CPU counters of what the fast path did with each frame, by path and reason. */
 #pragma once
 
 #include <linux/bpf.h>
@@ -12,12 +12,16 @@
  * file and fails when the two disagree, so append, never renumber.
  */
 enum mycni_stat {
-	STAT_REDIRECTED = 0,	   /* handed to the pod's veth peer */
-	STAT_PASSED = 1,	   /* left to the host stack */
-	STAT_DROP_TRUNCATED = 2,   /* shorter than its Ethernet or IPv4 header */
-	STAT_DROP_BAD_IHL = 3,	   /* IPv4 header length below 20 bytes */
-	STAT_DROP_CSUM = 4,	   /* bpf_l3_csum_replace failed */
-	STAT_DROP_STORE = 5,	   /* bpf_skb_store_bytes failed */
+	STAT_REDIRECTED = 0,	      /* pod to pod on this node: bpf_redirect_peer */
+	STAT_PASSED = 1,	      /* left to the host stack */
+	STAT_DROP_TRUNCATED = 2,      /* shorter than its Ethernet or IPv4 header */
+	STAT_DROP_BAD_IHL = 3,	      /* IPv4 header length below 20 bytes */
+	STAT_DROP_CSUM = 4,	      /* bpf_l3_csum_replace failed */
+	STAT_DROP_STORE = 5,	      /* bpf_skb_store_bytes failed */
+	STAT_REDIRECTED_OVERLAY_IN = 6, /* VXLAN device to a local pod: redirect_peer */
+	STAT_REDIRECTED_NEIGH = 7,    /* pod to another node: redirect_neigh into VXLAN */
+	STAT_PKT_TYPE_FIXED = 8,      /* overlay frame set to PACKET_HOST before redirect */
+	STAT_DROP_PKT_TYPE = 9,	      /* bpf_skb_change_type failed */
 	STAT_MAX,
 };
 

@@ -11,12 +11,16 @@ from typing import Any
 class Stat(enum.IntEnum):
     """Index into the mycni_stats per-CPU array; keep in step with bpf/lib/stats.h."""
 
-    REDIRECTED = 0
+    REDIRECTED = 0  # same node, pod to pod
     PASSED = 1
     DROP_TRUNCATED = 2
     DROP_BAD_IHL = 3
     DROP_CSUM = 4
     DROP_STORE = 5
+    REDIRECTED_OVERLAY_IN = 6  # from the VXLAN device to a local pod
+    REDIRECTED_NEIGH = 7  # pod to another node, into the VXLAN device
+    PKT_TYPE_FIXED = 8
+    DROP_PKT_TYPE = 9
 
 
 def sum_per_cpu(dump: Iterable[Mapping[str, Any]]) -> dict[Stat, int]:
