@@ -27,19 +27,30 @@ class Target:
 
 
 def probe(src: PodAt, dst: Target, nodes: tuple[tb.Node, ...]) -> tuple[bool, str]:
-    """Ping and a TCP exchange; which path they took, from the program's counters."""
-    before = sum(cluster.stats(n)["REDIRECTED"] for n in nodes)
+    """Ping and a TCP exchange; which path they took, from the programs' counters."""
+    before = counted(nodes)
     ok = tb.ping(src.pod.name, dst.ip, count=PINGS)
     try:
         ok = ok and tb.tcp_exchange(src.pod.name, dst.ns, dst.ip).reply == "hello mycni"
     except tb.CommandFailed:
         ok = False
-    redirected = sum(cluster.stats(n)["REDIRECTED"] for n in nodes) - before
-    if redirected >= 2 * PINGS:
+    after = counted(nodes)
+    moved = {name: after[name] - before[name] for name in after}
+    if moved["REDIRECTED"] >= 2 * PINGS:
         return ok, "redirect"
+    # Each request and each reply leaves its node by redirect_neigh and enters the
+    # other by redirect_peer.
+    if min(moved["REDIRECTED_NEIGH"], moved["REDIRECTED_OVERLAY_IN"]) >= 2 * PINGS:
+        return ok, "ebpf vxlan"
     if dst.node == src.node:
         return ok, "stack"
     return ok, "vxlan" if dst.is_pod else "underlay"
+
+
+def counted(nodes: tuple[tb.Node, ...]) -> dict[str, int]:
+    """The redirect counters of all nodes, summed."""
+    names = ("REDIRECTED", "REDIRECTED_NEIGH", "REDIRECTED_OVERLAY_IN")
+    return {name: sum(cluster.stats(n)[name] for n in nodes) for name in names}
 
 
 def paint(text: str, ok: bool) -> str:
@@ -75,10 +86,12 @@ def show_matrix(bed: tb.Testbed, pods: list[PodAt]) -> int:
             row += paint(f"{'ok' if ok else 'FAIL'} {path}".ljust(WIDTH), ok)
         print(row)
     print(
-        "\nredirect: bpf_redirect_peer from the sender's host veth into the peer pod"
-        "\nvxlan:    routed by the node into the VXLAN overlay"
-        "\nunderlay: routed by the node to the other node's address, unencapsulated"
-        "\nstack:    through the node's IP stack"
+        "\nredirect:   bpf_redirect_peer from the sender's host veth into the peer pod"
+        "\nebpf vxlan: bpf_redirect_neigh into the VXLAN device on the way out,"
+        "\n            bpf_redirect_peer from it into the pod on the way in"
+        "\nvxlan:      routed by the node into the VXLAN overlay"
+        "\nunderlay:   routed by the node to the other node's address, unencapsulated"
+        "\nstack:      through the node's IP stack"
     )
     return failures
 

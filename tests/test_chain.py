@@ -35,7 +35,8 @@ def test_same_node_traffic_is_redirected_and_other_traffic_takes_the_stack(
     chain: Network,
 ) -> None:
     n1, n2 = chain.bed.nodes
-    a, b, c = chain.add(n1), chain.add(n1), chain.add(n2)
+    # A pod on node 2 gives that node its VXLAN device, the way back to node 1's pods.
+    a, b, _ = chain.add(n1), chain.add(n1), chain.add(n2)
     assert tb.ping(a.pod.name, b.ip)  # warm up: neighbour entries on both pods
 
     before, b_veth = cluster.stats(n1), cluster.link_stats(n1, b.host_veth)
@@ -47,14 +48,50 @@ def test_same_node_traffic_is_redirected_and_other_traffic_takes_the_stack(
     assert b_veth_after["tx"] - b_veth["tx"] < PINGS
 
     before = cluster.stats(n1)
-    assert tb.ping(a.pod.name, c.ip, count=PINGS)  # across nodes: through the stack
     assert tb.ping(a.pod.name, str(n1.address.ip), count=PINGS)  # to the node
+    assert tb.ping(a.pod.name, str(n2.address.ip), count=PINGS)  # to the underlay
     after = cluster.stats(n1)
-    assert after["REDIRECTED"] == before["REDIRECTED"]
+    # Requests to either node take n1's stack; node 2 routes its replies to a's
+    # subnet into the overlay, and those reach a by redirect_peer.
+    assert delta(before, after, "REDIRECTED", "REDIRECTED_NEIGH") == 0
     assert after["PASSED"] - before["PASSED"] >= 2 * PINGS
+    assert delta(before, after, "REDIRECTED_OVERLAY_IN") >= PINGS
 
     exchange = tb.tcp_exchange(a.pod.name, b.pod.name, b.ip)
     assert exchange.reply == "hello mycni" and exchange.peer == a.ip
+
+
+def delta(before: dict[str, int], after: dict[str, int], *names: str) -> int:
+    return sum(after[n] - before[n] for n in names)
+
+
+@pytest.mark.root
+def test_cross_node_traffic_takes_neigh_out_and_peer_in_on_both_nodes(
+    chain: Network,
+) -> None:
+    n1, n2 = chain.bed.nodes
+    a, c = chain.add(n1), chain.add(n2)
+    assert tb.ping(a.pod.name, c.ip)  # warm up
+
+    before = {n.name: cluster.stats(n) for n in (n1, n2)}
+    c_veth = cluster.link_stats(n2, c.host_veth)
+    assert tb.ping(a.pod.name, c.ip, count=PINGS)
+    after = {n.name: cluster.stats(n) for n in (n1, n2)}
+    # Requests leave n1 by redirect_neigh into the VXLAN device and enter c from n2's
+    # VXLAN device by redirect_peer; replies take the mirror path.
+    for node in (n1, n2):
+        was, now = before[node.name], after[node.name]
+        assert delta(was, now, "REDIRECTED_NEIGH") >= PINGS, node.name
+        assert delta(was, now, "REDIRECTED_OVERLAY_IN") >= PINGS, node.name
+        assert delta(was, now, "REDIRECTED") == 0, node.name
+    # redirect_peer hands frames to c's eth0 directly: its host veth sends none.
+    assert cluster.link_stats(n2, c.host_veth)["tx"] - c_veth["tx"] < PINGS
+
+    exchange = tb.tcp_exchange(a.pod.name, c.pod.name, c.ip)
+    assert exchange.reply == "hello mycni" and exchange.peer == a.ip
+    assert tb.tcp_exchange(c.pod.name, a.pod.name, a.ip).reply == "hello mycni"
+    for at in (a, c):
+        at.node.driver.check(chain.conflist(at.node), at.pod, at.container_id)
 
 
 @pytest.mark.root

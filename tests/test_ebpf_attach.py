@@ -77,7 +77,7 @@ def test_attach_of_pinned_program_is_listed(
     from_pod_object: Path,  # noqa: F811
 ) -> None:
     pins = Pins(scratch_node.pin_root)
-    prog_id = program.ensure_loaded(pins, from_pod_object)
+    prog_id = program.ensure_loaded(pins, from_pod_object).id
     for _ in range(2):  # attaching twice replaces, never duplicates
         scratch_node.run(["tc", "qdisc", "replace", "dev", "vh0", "clsact"])
         scratch_node.run(["tc", "filter", "replace", "dev", "vh0", "ingress",
@@ -217,7 +217,7 @@ def test_truncated_ipv4_from_a_pod_is_dropped(
         # tc, run from this thread, inherits the node netns.
         with netns.entered(fd):
             tc.ensure_clsact("vh0")
-            tc.attach("vh0", 1, pins.program)
+            tc.attach("vh0", 1, pins.program, [program.pinned_program(pins.program)])
     finally:
         os.close(fd)
     run(

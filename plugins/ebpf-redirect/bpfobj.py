@@ -30,12 +30,25 @@ class ObjectSpec:
     program_section: str
     map_names: tuple[str, ...]
 
+    @property
+    def name(self) -> str:
+        """The program's name, and the name of its pin: the file name's stem."""
+        return self.file_name.removesuffix(".bpf.o")
 
+
+# On each pod's host veth: same-node redirect and the neigh path to other nodes.
 FROM_POD = ObjectSpec(
     file_name="from_pod.bpf.o",
     program_section="tc",
+    map_names=("mycni_ep4", "mycni_stats", "mycni_ovl"),
+)
+# On the VXLAN device: frames from other nodes to local pods.
+FROM_OVERLAY = ObjectSpec(
+    file_name="from_overlay.bpf.o",
+    program_section="tc",
     map_names=("mycni_ep4", "mycni_stats"),
 )
+OBJECTS = (FROM_POD, FROM_OVERLAY)
 
 
 def check_object(path: Path, spec: ObjectSpec) -> None:

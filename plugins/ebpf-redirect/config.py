@@ -1,4 +1,4 @@
-"""The plugin's configuration: pin root, object directory, tc priority, state."""
+"""The plugin's configuration: pin root, objects, tc priority, overlay, mode, state."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from libcni.errors import InvalidConfig
+from libcni.skel import validate_ifname
 
 DEFAULT_PIN_ROOT = Path("/sys/fs/bpf/mycni")
 DEFAULT_STATE_DIR = Path("/var/lib/cni/mycni-ebpf")
@@ -34,6 +35,9 @@ class EbpfConf:
     object_dir: Path
     priority: int
     state_dir: Path
+    # None: find the node's `mycni.<vni>` device; "": no overlay program.
+    vxlan_device: str | None = None
+    fast_path: bool = True
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> EbpfConf:
@@ -43,6 +47,8 @@ class EbpfConf:
             object_dir=_absolute_path(config, "bpfObjectDir", default_object_dir()),
             priority=_priority(config),
             state_dir=_absolute_path(config, "stateDir", DEFAULT_STATE_DIR),
+            vxlan_device=_vxlan_device(config),
+            fast_path=_bool(config, "fastPath", True),
         )
 
 
@@ -68,4 +74,23 @@ def _priority(config: dict[str, Any]) -> int:
         or not 1 <= value <= 0xFFFF
     ):
         raise InvalidConfig(f"priority: {value!r} is not an integer in 1..65535")
+    return value
+
+
+def _vxlan_device(config: dict[str, Any]) -> str | None:
+    value = config.get("vxlanDevice")
+    if value is None or value == "":
+        return value
+    if not isinstance(value, str):
+        raise InvalidConfig(f"vxlanDevice: expected a device name, got {value!r}")
+    why = validate_ifname(value)
+    if why:
+        raise InvalidConfig(f"vxlanDevice: {why}")
+    return value
+
+
+def _bool(config: dict[str, Any], key: str, default: bool) -> bool:
+    value = config.get(key, default)
+    if not isinstance(value, bool):
+        raise InvalidConfig(f"{key}: expected true or false, got {value!r}")
     return value

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import struct
+import sys
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -100,6 +101,33 @@ def delete_endpoint_quietly(map_pin: Path, ip: IPv4Address, ifindex: int) -> Non
         if ip in dump_endpoints(map_pin):
             raise
         log.debug("map %s: %s was deleted concurrently", map_pin, ip)
+
+
+def put_overlay(map_pin: Path, ifindex: int) -> None:
+    """Let from_pod send into the VXLAN device with this ifindex."""
+    log.debug("map %s: overlay device %d", map_pin, ifindex)
+    command.run(
+        f"write overlay device {ifindex} to {map_pin}",
+        [
+            "bpftool", "map", "update", "pinned", str(map_pin),
+            "key", "hex", *hex_args(_u32(ifindex)),
+            "value", "hex", *hex_args(_u32(0)),
+        ],
+    )  # fmt: skip
+
+
+def dump_overlays(map_pin: Path) -> set[int]:
+    if not map_pin.exists():
+        return set()
+    dump: list[dict[str, Any]] = command.run_json(
+        f"dump overlay devices of {map_pin}",
+        ["bpftool", "-j", "map", "dump", "pinned", str(map_pin)],
+    )
+    return {int.from_bytes(_bytes_of(entry["key"]), sys.byteorder) for entry in dump}
+
+
+def _u32(value: int) -> bytes:
+    return value.to_bytes(4, sys.byteorder)
 
 
 def read_stats(map_pin: Path) -> dict[Stat, int]:

@@ -1,22 +1,40 @@
-"""The ebpf-redirect handlers: attach the fast path to a pod's host veth; undo it."""
+"""The ebpf-redirect handlers: put a pod on the fast path, check, undo, STATUS, GC."""
 
 from __future__ import annotations
 
 import logging
 from contextlib import ExitStack
+from dataclasses import replace
+from typing import Any
 
-from libcni.errors import BpfFailure, InvalidConfig
+from libcni.errors import (
+    BpfFailure,
+    CheckFailed,
+    CniError,
+    Code,
+    InvalidConfig,
+    NotAvailable,
+)
 from libcni.skel import Plugin, Request
 from libcni.types import Result, prev_result
 
-from . import bpffs, links, maps, program, tc
+from . import bpffs, datapath, links, readiness, verify
 from .attachment import Attachment
-from .bpfobj import FROM_POD
 from .config import EbpfConf
 from .pins import Pins
 from .state import Record, Store
 
 log = logging.getLogger(__name__)
+
+# CNI 1.1 GC: the attachments the runtime still has (and the key older ones send).
+VALID_ATTACHMENTS = ("cni.dev/valid-attachments", "cni.dev/attachments")
+DISABLED = "fastPath is false in the config"
+
+
+class Degraded(CniError):
+    """Pods get connectivity, but through the host stack: the fast path is off."""
+
+    code = Code.LIMITED_CONNECTIVITY
 
 
 def cmd_add(req: Request) -> Result:
@@ -24,34 +42,30 @@ def cmd_add(req: Request) -> Result:
     prev = _require_prev_result(req)
     want = Attachment.from_prev_result(prev, req.ifname)
     host = _find_host_link(want.host_veth)
-    pins = Pins(conf.pin_root)
-
-    bpffs.ensure_mounted(conf.pin_root)
-    program.ensure_loaded(pins, conf.object_dir / FROM_POD.file_name)
-
     store = Store.for_network(conf.state_dir, req.network)
-    record = Record(
-        container_id=req.container_id,
-        ifname=req.ifname,
-        host_veth=host.name,
-        host_ifindex=host.index,
-        pod_mac=":".join(f"{b:02x}" for b in want.pod_mac),
-        ips=want.ips,
-        priority=conf.priority,
-    )
-    endpoint = maps.Endpoint(host.index, want.pod_mac, host.mac)
+    record = _record(req, conf, host, want)
+
     with ExitStack() as undo:
         # The record comes first: a DEL after a crash half-way finds what to undo.
         store.save(record)
         undo.callback(store.remove_quietly, req.container_id, req.ifname)
 
-        tc.ensure_clsact(host.name)
-        tc.attach(host.name, conf.priority, pins.program)
-        undo.callback(tc.detach_quietly, host.name, conf.priority)
-
-        for ip in want.ips:
-            maps.put_endpoint(pins.ep4, ip, endpoint)
-            undo.callback(maps.delete_endpoint_quietly, pins.ep4, ip, host.index)
+        if conf.fast_path:
+            bpffs.ensure_mounted(conf.pin_root)
+            pod = datapath.PodLink(host, want.pod_mac, want.ips)
+            try:
+                overlay = datapath.attach_pod(conf, pod)
+                undo.callback(_release, Pins(conf.pin_root), record)
+                record = replace(record, mode="fast", overlay=overlay)
+            except datapath.Unavailable as exc:
+                log.warning(
+                    "%s/%s: %s; the pod's traffic takes the host stack",
+                    req.container_id,
+                    req.ifname,
+                    exc.msg,
+                )
+                record = replace(record, mode="stack", reason=exc.msg)
+            store.save(record)
         undo.pop_all()
 
     return prev
@@ -64,15 +78,8 @@ def cmd_del(req: Request) -> None:
     if record is None:
         log.debug("nothing recorded for %s/%s", req.container_id, req.ifname)
         return
-    pins = Pins(conf.pin_root)
 
-    for ip in record.ips:
-        maps.delete_endpoint_quietly(pins.ep4, ip, record.host_ifindex)
-
-    host = links.find(record.host_veth)
-    if host is not None and host.index == record.host_ifindex:
-        tc.detach_quietly(host.name, record.priority)
-
+    _release(Pins(conf.pin_root), record)
     store.remove_quietly(req.container_id, req.ifname)
 
 
@@ -81,28 +88,107 @@ def cmd_check(req: Request) -> None:
     store = Store.for_network(conf.state_dir, req.network)
     record = store.load(req.container_id, req.ifname)
     if record is None:
-        raise BpfFailure(
+        raise CheckFailed(
             f"failed to check {req.container_id}/{req.ifname}: no record of its ADD"
         )
-    host = links.find(record.host_veth)
-    if host is None or host.index != record.host_ifindex:
-        raise BpfFailure(f"failed to check {record.host_veth}: the host veth is gone")
-    pins = Pins(conf.pin_root)
 
-    prog_id = program.pinned_program_id(pins.program)
-    if prog_id not in tc.attached_program_ids(host.name, record.priority):
-        raise BpfFailure(
-            f"failed to check {host.name}: program {prog_id} is not attached to its "
-            f"ingress at pref {record.priority}"
+    found = verify.differences(record, Pins(conf.pin_root))
+    if found:
+        raise CheckFailed(
+            f"failed to check {req.container_id}/{req.ifname}: " + "; ".join(found)
+        )
+    if record.mode != "fast" and record.reason != DISABLED:
+        raise Degraded(
+            f"{req.container_id}/{req.ifname} is on the stack path, not the fast "
+            f"path: {record.reason}"
+        )
+    log.info("%s/%s: %s path", req.container_id, req.ifname, record.mode)
+
+
+def cmd_status(req: Request) -> None:
+    """Ready when an ADD could succeed now; 51 when it would miss the fast path."""
+    conf = EbpfConf.from_config(req.config)
+    if not conf.fast_path:
+        log.info("STATUS: %s; pods take the host stack", DISABLED)
+        return
+    found = readiness.blockers(conf)
+    if found:
+        raise NotAvailable("ebpf-redirect not available: " + "; ".join(found))
+
+    reason = datapath.forced_unavailable()
+    if reason:
+        raise Degraded(f"fast path unavailable: {reason}; pods take the host stack")
+    store = Store.for_network(conf.state_dir, req.network)
+    fallen = [r for r in store.records_all() if r.mode != "fast"]
+    if fallen:
+        raise Degraded(
+            f"{len(fallen)} pods of {req.network} are on the stack path, e.g. "
+            f"{fallen[0].container_id}/{fallen[0].ifname}: {fallen[0].reason}"
         )
 
-    want = maps.Endpoint(host.index, maps.parse_mac(record.pod_mac), host.mac)
-    have = maps.dump_endpoints(pins.ep4)
-    for ip in record.ips:
-        if have.get(ip) != want:
-            raise BpfFailure(
-                f"failed to check endpoint {ip}: map has {have.get(ip)}, want {want}"
-            )
+
+def cmd_gc(req: Request) -> None:
+    """Release every attachment of this network that the runtime no longer lists."""
+    conf = EbpfConf.from_config(req.config)
+    valid = _valid_attachments(req.config)
+    store = Store.for_network(conf.state_dir, req.network)
+    pins = Pins(conf.pin_root)
+    failures = []
+
+    for record in store.records_all():
+        if (record.container_id, record.ifname) in valid:
+            continue
+        try:
+            _release(pins, record)
+        except CniError as exc:  # keep going: GC reports, it does not stop
+            failures.append(f"{record.container_id}/{record.ifname}: {exc.msg}")
+            continue
+        store.remove_quietly(record.container_id, record.ifname)
+        log.info("gc released %s/%s", record.container_id, record.ifname)
+
+    if failures:
+        raise BpfFailure("failed to collect garbage: " + "; ".join(failures))
+
+
+def _release(pins: Pins, record: Record) -> None:
+    host = links.find(record.host_veth)
+    datapath.detach_pod(pins, host, record.host_ifindex, record.priority, record.ips)
+
+
+def _valid_attachments(config: dict[str, Any]) -> frozenset[tuple[str, str]]:
+    """(container ID, ifname) pairs to keep. A GC without the list is refused:
+    reading "no list" as "keep nothing" would take every pod off the fast path."""
+    for key in VALID_ATTACHMENTS:
+        if key not in config:
+            continue
+        raw = config[key]
+        if not isinstance(raw, list):
+            raise InvalidConfig(f"{key}: expected a list, got {raw!r}")
+        valid = set()
+        for i, item in enumerate(raw):
+            cid = item.get("containerID") if isinstance(item, dict) else None
+            ifname = item.get("ifname") if isinstance(item, dict) else None
+            if not isinstance(cid, str) or not isinstance(ifname, str):
+                raise InvalidConfig(
+                    f"{key}[{i}]: expected {{containerID, ifname}}, got {item!r}"
+                )
+            valid.add((cid, ifname))
+        return frozenset(valid)
+    raise InvalidConfig(f"{VALID_ATTACHMENTS[0]}: missing; GC needs the list to keep")
+
+
+def _record(req: Request, conf: EbpfConf, host: links.Link, want: Attachment) -> Record:
+    return Record(
+        container_id=req.container_id,
+        ifname=req.ifname,
+        host_veth=host.name,
+        host_ifindex=host.index,
+        pod_mac=":".join(f"{b:02x}" for b in want.pod_mac),
+        ips=want.ips,
+        priority=conf.priority,
+        mode="fast" if conf.fast_path else "stack",
+        reason="" if conf.fast_path else DISABLED,
+    )
 
 
 def _require_prev_result(req: Request) -> Result:
@@ -142,15 +228,7 @@ def _record_from_prev(req: Request, conf: EbpfConf) -> Record | None:
         # they point at our ifindex; a stale entry is overwritten by the next pod
         # given that address.
         return None
-    return Record(
-        container_id=req.container_id,
-        ifname=req.ifname,
-        host_veth=host.name,
-        host_ifindex=host.index,
-        pod_mac=":".join(f"{b:02x}" for b in want.pod_mac),
-        ips=want.ips,
-        priority=conf.priority,
-    )
+    return _record(req, conf, host, want)
 
 
 PLUGIN = Plugin(
@@ -158,6 +236,8 @@ PLUGIN = Plugin(
     add=cmd_add,
     delete=cmd_del,
     check=cmd_check,
+    status=cmd_status,
+    gc=cmd_gc,
     # Keys meant for the plugins before us in the chain.
     known_args=frozenset({"IP", "MAC"}),
 )

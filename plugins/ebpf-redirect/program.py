@@ -1,4 +1,4 @@
-"""Loading the from_pod program once per node and pinning it with its maps."""
+"""Loading our programs once per node and pinning them with their shared maps."""
 
 from __future__ import annotations
 
@@ -11,31 +11,35 @@ from typing import Any
 from libcni.errors import BpfFailure, IOFailure
 
 from . import bpfobj, command
+from .bpfobj import FROM_POD, ObjectSpec
 from .lock import locked
 from .pins import Pins
+from .tc import Program
 
 log = logging.getLogger(__name__)
 
 
-def ensure_loaded(pins: Pins, obj: Path) -> int:
-    """Load obj and pin its program and maps unless already pinned; return the prog id.
+def ensure_loaded(pins: Pins, obj: Path, spec: ObjectSpec = FROM_POD) -> Program:
+    """Load obj and pin its program and maps unless already pinned; return it.
 
     Runs under a flock on the pin root so that concurrent ADDs load it once.
     Maps that are already pinned are reused (`map name N pinned PATH`), so the
-    endpoints written by earlier ADDs survive a reload.
+    endpoints written by earlier ADDs survive a reload, and both programs share
+    one endpoint map and one counter map.
     Not handled yet: upgrading an already pinned program to a newer object; remove
-    <pinRoot>/progs/from_pod (pods keep the old one until re-attached) to force it.
+    <pinRoot>/progs/<name> (pods keep the old one until re-attached) to force it.
     """
+    pin = pins.prog(spec)
     _make_dirs(pins)
     with locked(pins.root):
-        if pins.program.exists():
-            return pinned_program_id(pins.program)
-        bpfobj.check_object(obj, bpfobj.FROM_POD)
-        _load(pins, obj)
-        return pinned_program_id(pins.program)
+        if pin.exists():
+            return pinned_program(pin)
+        bpfobj.check_object(obj, spec)
+        _load(pins, obj, spec)
+        return pinned_program(pin)
 
 
-def pinned_program_id(program_pin: Path) -> int:
+def pinned_program(program_pin: Path) -> Program:
     info: dict[str, Any] = command.run_json(
         f"read pinned program {program_pin}",
         ["bpftool", "-j", "prog", "show", "pinned", str(program_pin)],
@@ -45,7 +49,24 @@ def pinned_program_id(program_pin: Path) -> int:
             f"failed to use pinned program {program_pin}: its type is "
             f"{info.get('type', 'unknown')}, not sched_cls"
         )
-    return int(info["id"])
+    return Program(int(info["id"]), str(info.get("tag", "")))
+
+
+def pinned_program_id(program_pin: Path) -> int:
+    return pinned_program(program_pin).id
+
+
+def pinned_programs_quietly(pins: Pins) -> list[Program]:
+    """Every program pinned under the pin root that can be read, for ownership."""
+    found = []
+    for spec in bpfobj.OBJECTS:
+        if not pins.prog(spec).exists():
+            continue
+        try:
+            found.append(pinned_program(pins.prog(spec)))
+        except BpfFailure as exc:
+            log.warning("cannot read pinned program %s: %s", spec.name, exc.msg)
+    return found
 
 
 def _make_dirs(pins: Pins) -> None:
@@ -58,7 +79,7 @@ def _make_dirs(pins: Pins) -> None:
             ) from exc
 
 
-def _load(pins: Pins, obj: Path) -> None:
+def _load(pins: Pins, obj: Path, spec: ObjectSpec) -> None:
     """bpftool prog load, pinning new maps in a staging directory first.
 
     bpftool's `pinmaps DIR` pins every map of the object, reused ones too, and
@@ -68,28 +89,27 @@ def _load(pins: Pins, obj: Path) -> None:
     # No dot in the name: bpffs reserves names with dots and its lookup fails
     # with EPERM on them (kernel/bpf/inode.c, bpf_lookup).
     staging = pins.root / f"staging-{os.getpid()}"
+    pin = pins.prog(spec)
     reuse = [
         arg
-        for name in bpfobj.FROM_POD.map_names
+        for name in spec.map_names
         if pins.map(name).exists()
         for arg in ("map", "name", name, "pinned", str(pins.map(name)))
     ]
-    log.debug(
-        "loading %s into %s (reusing %d maps)", obj, pins.program, len(reuse) // 5
-    )
+    log.debug("loading %s into %s (reusing %d maps)", obj, pin, len(reuse) // 5)
     try:
         command.run(
             f"load BPF object {obj}",
             [
-                "bpftool", "prog", "load", str(obj), str(pins.program),
+                "bpftool", "prog", "load", str(obj), str(pin),
                 "type", "classifier", *reuse, "pinmaps", str(staging),
             ],
         )  # fmt: skip
-        for name in bpfobj.FROM_POD.map_names:
+        for name in spec.map_names:
             if not pins.map(name).exists():
                 os.rename(staging / name, pins.map(name))
     except BaseException:
-        pins.program.unlink(missing_ok=True)
+        pin.unlink(missing_ok=True)
         raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -25,6 +25,14 @@ class Record:
     pod_mac: str
     ips: tuple[IPv4Address, ...]
     priority: int
+    # "fast": from_pod attached and endpoints in the map; "stack": neither, traffic
+    # takes the host stack, for `reason` (fastPath false, or the kernel refused).
+    mode: str = "fast"
+    reason: str = ""
+    # How from_pod is attached ("tc": a clsact cls_bpf filter) and the VXLAN
+    # device that from_overlay went on ("" for none).
+    attach: str = "tc"
+    overlay: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -35,6 +43,10 @@ class Record:
             "podMac": self.pod_mac,
             "ips": [str(ip) for ip in self.ips],
             "priority": self.priority,
+            "mode": self.mode,
+            "reason": self.reason,
+            "attach": self.attach,
+            "overlay": self.overlay,
         }
 
     @classmethod
@@ -47,6 +59,11 @@ class Record:
             pod_mac=str(obj["podMac"]),
             ips=tuple(IPv4Address(ip) for ip in obj["ips"]),
             priority=int(obj["priority"]),
+            # Records written before modes existed are all of the fast path.
+            mode=str(obj.get("mode", "fast")),
+            reason=str(obj.get("reason", "")),
+            attach=str(obj.get("attach", "tc")),
+            overlay=str(obj.get("overlay", "")),
         )
 
 

@@ -1,10 +1,19 @@
-"""The clsact qdisc and our cls_bpf filter on a host veth's ingress, through tc."""
+"""The clsact qdisc and our cls_bpf filters on a device's ingress, through tc.
+
+A hook may carry other users' filters. We only ever replace or delete the filter at
+our (pref, handle), and only when the program it runs is ours: the pinned program
+itself (same id) or the same code (same tag, e.g. loaded again after a reboot).
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from libcni.errors import ConflictingState
 
 from . import command
 
@@ -15,6 +24,35 @@ log = logging.getLogger(__name__)
 HANDLE = 1
 
 
+@dataclass(frozen=True)
+class Program:
+    """A loaded BPF program as tc and bpftool name it."""
+
+    id: int
+    tag: str
+
+
+@dataclass(frozen=True)
+class Filter:
+    """One filter on an ingress hook; prog is None for anything but an eBPF one."""
+
+    pref: int
+    handle: int | None
+    kind: str
+    prog: Program | None
+
+    def describe(self) -> str:
+        what = f"program {self.prog.id}" if self.prog else f"a {self.kind} filter"
+        return f"{what} at pref {self.pref} handle {self.handle or 0:#x}"
+
+
+def owns(filt: Filter, ours: Collection[Program]) -> bool:
+    """Whether filt runs one of our programs (by id, or by tag for a reload)."""
+    if filt.prog is None:
+        return False
+    return any(filt.prog.id == p.id or filt.prog.tag == p.tag for p in ours)
+
+
 def ensure_clsact(dev: str) -> None:
     """Add the clsact qdisc; `replace` keeps an existing one and its filters."""
     command.run(
@@ -22,12 +60,59 @@ def ensure_clsact(dev: str) -> None:
     )
 
 
-def attach(dev: str, pref: int, program_pin: Path) -> None:
-    """Attach the pinned program in direct-action mode, replacing our own filter.
+def ingress_filters(dev: str) -> list[Filter]:
+    """Every filter on dev's ingress hook (tc lists a header line per pref first)."""
+    listed: list[dict[str, Any]] = command.run_json(
+        f"list ingress filters of {dev}",
+        ["tc", "-j", "filter", "show", "dev", dev, "ingress"],
+    )
+    found = []
+    for entry in listed:
+        options = entry.get("options")
+        if not isinstance(options, dict):
+            continue
+        handle = options.get("handle")
+        prog = options.get("prog")
+        found.append(
+            Filter(
+                pref=int(entry.get("pref", 0)),
+                handle=int(handle, 16) if isinstance(handle, str) else None,
+                kind=str(entry.get("kind", "")),
+                prog=(
+                    Program(int(prog["id"]), str(prog.get("tag", "")))
+                    if isinstance(prog, dict) and "id" in prog
+                    else None
+                ),
+            )
+        )
+    return found
 
+
+def at_our_slot(dev: str, pref: int) -> Filter | None:
+    """The filter at (pref, HANDLE) on dev's ingress, ours or not."""
+    return next(
+        (f for f in ingress_filters(dev) if f.pref == pref and f.handle == HANDLE),
+        None,
+    )
+
+
+def attach(dev: str, pref: int, program_pin: Path, ours: Collection[Program]) -> bool:
+    """Attach the pinned program in direct-action mode at (pref, HANDLE).
+
+    Returns False when it is attached there already (nothing done). A filter of
+    someone else at that slot is left alone and reported as ConflictingState.
     `object-pinned` (tc 6.1; `pinned` is accepted too) takes the already loaded
     program: tc neither loads the object again nor creates maps of its own.
     """
+    current = at_our_slot(dev, pref)
+    if current is not None and not owns(current, ours):
+        raise ConflictingState(
+            f"failed to attach to {dev} ingress: {current.describe()} is not ours; "
+            "choose another priority"
+        )
+    if current is not None and current.prog in ours:
+        log.debug("%s ingress pref %d already runs %s", dev, pref, current.prog)
+        return False
     log.debug("attaching %s to %s ingress pref %d", program_pin, dev, pref)
     command.run(
         f"attach BPF filter to {dev} ingress",
@@ -37,29 +122,27 @@ def attach(dev: str, pref: int, program_pin: Path) -> None:
             "bpf", "da", "object-pinned", str(program_pin),
         ],
     )  # fmt: skip
+    return True
 
 
-def attached_program_ids(dev: str, pref: int) -> list[int]:
-    """Program ids of bpf filters with our pref and handle on dev's ingress."""
-    filters: list[dict[str, Any]] = command.run_json(
-        f"list ingress filters of {dev}",
-        ["tc", "-j", "filter", "show", "dev", dev, "ingress"],
-    )
-    ids = []
-    for entry in filters:
-        options = entry.get("options", {})
-        if (
-            entry.get("kind") == "bpf"
-            and entry.get("pref") == pref
-            and options.get("handle") == hex(HANDLE)
-            and "prog" in options
-        ):
-            ids.append(int(options["prog"]["id"]))
-    return ids
+def detach_quietly(dev: str, pref: int, ours: Collection[Program]) -> None:
+    """Delete our filter; tolerate it, the clsact qdisc or the device being gone.
 
-
-def detach_quietly(dev: str, pref: int) -> None:
-    """Delete our filter; tolerate it (or the clsact qdisc) being gone already."""
+    A filter at our slot that runs someone else's program stays, with a warning.
+    """
+    try:
+        current = at_our_slot(dev, pref)
+    except command.CommandFailed:
+        log.debug("cannot list filters of %s: device gone", dev)
+        return
+    if current is None:
+        log.debug("no filter on %s ingress pref %d", dev, pref)
+        return
+    if not owns(current, ours):
+        log.warning(
+            "%s ingress: %s is not ours; left in place", dev, current.describe()
+        )
+        return
     try:
         command.run(
             f"detach BPF filter from {dev} ingress",
@@ -71,13 +154,13 @@ def detach_quietly(dev: str, pref: int) -> None:
     except command.CommandFailed:
         # tc says only "error talking to the kernel" with exit status 2 for
         # ENOENT and for real failures alike: read the state back instead.
-        if _filter_present(dev, pref):
+        if _present(dev, pref):
             raise
-        log.debug("no filter on %s ingress pref %d", dev, pref)
+        log.debug("filter on %s ingress pref %d went away concurrently", dev, pref)
 
 
-def _filter_present(dev: str, pref: int) -> bool:
+def _present(dev: str, pref: int) -> bool:
     try:
-        return bool(attached_program_ids(dev, pref))
+        return at_our_slot(dev, pref) is not None
     except command.CommandFailed:
         return False  # the device itself is gone

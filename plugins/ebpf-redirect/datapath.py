@@ -1,0 +1,125 @@
+"""Putting one pod on the fast path and taking it off: programs, filters, map entries.
+
+The per-node parts (programs, the VXLAN device's filter, the overlay map entry) are
+made by the first ADD that needs them and checked by later ones; the per-pod parts
+are the filter on the pod's host veth and its endpoint entries.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from contextlib import ExitStack
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from pathlib import Path
+
+from libcni.errors import BpfFailure
+
+from . import command, maps, overlay, program, tc
+from .bpfobj import FROM_OVERLAY, FROM_POD, ObjectSpec
+from .config import EbpfConf
+from .links import Link
+from .pins import Pins
+
+log = logging.getLogger(__name__)
+
+# For tests and for operators who must rule the fast path out in a hurry: when set,
+# ADD behaves as if the kernel refused our programs, for the reason given here.
+FORCE_UNAVAILABLE_ENV = "MYCNI_EBPF_UNAVAILABLE"
+
+
+class Unavailable(BpfFailure):
+    """The kernel would not take the fast path (load or attach refused).
+
+    ADD answers by leaving the pod on the stack path, which works without us.
+    """
+
+
+@dataclass(frozen=True)
+class PodLink:
+    """What from_pod needs of one pod: its host veth, its MAC and its addresses."""
+
+    host: Link
+    pod_mac: bytes
+    ips: tuple[IPv4Address, ...]
+
+
+def forced_unavailable() -> str:
+    return os.environ.get(FORCE_UNAVAILABLE_ENV, "")
+
+
+def attach_pod(conf: EbpfConf, pod: PodLink) -> str:
+    """Attach from_pod to the pod's veth and map its addresses; ensure the overlay.
+
+    Returns the VXLAN device from_overlay is on ("" for none). Undoes its own steps
+    on failure; raises Unavailable when the kernel refuses a program or filter.
+    """
+    reason = forced_unavailable()
+    if reason:
+        raise Unavailable(f"fast path unavailable: {reason}")
+    pins = Pins(conf.pin_root)
+    endpoint = maps.Endpoint(pod.host.index, pod.pod_mac, pod.host.mac)
+
+    with ExitStack() as undo:
+        ours = [_load(pins, conf, FROM_POD)]
+        _attach(pod.host.name, conf.priority, pins.program, ours, undo)
+        for ip in pod.ips:
+            maps.put_endpoint(pins.ep4, ip, endpoint)
+            undo.callback(maps.delete_endpoint_quietly, pins.ep4, ip, pod.host.index)
+        device = ensure_overlay(conf, pins)
+        undo.pop_all()
+    return device.name if device else ""
+
+
+def ensure_overlay(conf: EbpfConf, pins: Pins) -> Link | None:
+    """from_overlay on the node's VXLAN device and the device in mycni_ovl: once per
+    node, idempotent. The filter stays when pods go; with no endpoint left in the
+    map it passes every frame to the stack."""
+    device = overlay.find_device(conf)
+    if device is None:
+        return None
+    ours = [_load(pins, conf, FROM_OVERLAY)]
+    with ExitStack() as undo:
+        _attach(device.name, conf.priority, pins.overlay_program, ours, undo)
+        maps.put_overlay(pins.ovl, device.index)
+        undo.pop_all()
+    return device
+
+
+def detach_pod(
+    pins: Pins,
+    host: Link | None,
+    host_ifindex: int,
+    priority: int,
+    ips: tuple[IPv4Address, ...],
+) -> None:
+    """Remove the pod's endpoint entries and our filter on its veth, if still there.
+
+    Entries pointing at another ifindex belong to a newer pod with the same address
+    and stay; a filter that is not ours stays too.
+    """
+    for ip in ips:
+        maps.delete_endpoint_quietly(pins.ep4, ip, host_ifindex)
+    if host is not None and host.index == host_ifindex:
+        tc.detach_quietly(host.name, priority, program.pinned_programs_quietly(pins))
+
+
+def _load(pins: Pins, conf: EbpfConf, spec: ObjectSpec) -> tc.Program:
+    try:
+        return program.ensure_loaded(pins, conf.object_dir / spec.file_name, spec)
+    except command.CommandFailed as exc:
+        # bpftool got as far as the kernel, which refused (verifier, missing
+        # helper, no BPF permission): a kernel without our fast path.
+        raise Unavailable(exc.msg, exc.details) from exc
+
+
+def _attach(
+    dev: str, pref: int, pin: Path, ours: list[tc.Program], undo: ExitStack
+) -> None:
+    try:
+        tc.ensure_clsact(dev)
+        if tc.attach(dev, pref, pin, ours):
+            undo.callback(tc.detach_quietly, dev, pref, ours)
+    except command.CommandFailed as exc:
+        raise Unavailable(exc.msg, exc.details) from exc
