@@ -50,3 +50,32 @@ def test_invalid_values_are_named(config: dict[str, Any], where: str) -> None:
     with pytest.raises(InvalidConfig) as info:
         EbpfConf.from_config({"name": "net1", **config})
     assert info.value.msg.startswith(f"{where}: ")
+
+
+def test_overlay_and_fast_path_defaults_and_values() -> None:
+    conf = EbpfConf.from_config({"name": "net1"})
+    assert (conf.vxlan_device, conf.fast_path) == (None, True)
+    conf = EbpfConf.from_config(
+        {"name": "net1", "vxlanDevice": "vx-blue", "fastPath": False}
+    )
+    assert (conf.vxlan_device, conf.fast_path) == ("vx-blue", False)
+    assert EbpfConf.from_config({"name": "n", "vxlanDevice": ""}).vxlan_device == ""
+
+
+@pytest.mark.parametrize(
+    ("config", "where"),
+    [
+        ({"vxlanDevice": "a-name-too-long-x"}, "vxlanDevice"),
+        ({"vxlanDevice": "eth/0"}, "vxlanDevice"),
+        ({"vxlanDevice": 42}, "vxlanDevice"),
+        ({"fastPath": "false"}, "fastPath"),
+        ({"fastPath": 0}, "fastPath"),
+    ],
+    ids=["dev-16-chars", "dev-slash", "dev-number", "fast-string", "fast-int"],
+)
+def test_invalid_overlay_and_mode_values_are_named(
+    config: dict[str, Any], where: str
+) -> None:
+    with pytest.raises(InvalidConfig) as info:
+        EbpfConf.from_config({"name": "net1", **config})
+    assert info.value.msg.startswith(f"{where}: ")

@@ -54,3 +54,19 @@ def test_save_load_remove(tmp_path: Path) -> None:
     store.remove_quietly("c1", "eth0")
     assert store.load("c1", "eth0") is None
     assert list((tmp_path / "net1").iterdir()) == []
+
+
+def test_mode_round_trips_and_old_records_are_of_the_fast_path(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    store = Store.for_network(tmp_path, "net1")
+    fallen = replace(record(), mode="stack", reason="kernel said no", overlay="")
+    store.save(fallen)
+    assert store.load("c1", "eth0") == fallen
+
+    old = record("c2").to_dict()
+    for key in ("mode", "reason", "attach", "overlay"):
+        del old[key]
+    store.records.save("c2", "eth0", old)
+    loaded = store.load("c2", "eth0")
+    assert loaded is not None and (loaded.mode, loaded.attach) == ("fast", "tc")
