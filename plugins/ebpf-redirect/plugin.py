@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from contextlib import ExitStack
 from dataclasses import replace
-from typing import Any
 
+from libcni.attachments import valid_attachments
 from libcni.errors import (
     BpfFailure,
     CheckFailed,
@@ -26,8 +26,6 @@ from .state import Record, Store
 
 log = logging.getLogger(__name__)
 
-# CNI 1.1 GC: the attachments the runtime still has (and the key older ones send).
-VALID_ATTACHMENTS = ("cni.dev/valid-attachments", "cni.dev/attachments")
 DISABLED = "fastPath is false in the config"
 
 
@@ -130,7 +128,7 @@ def cmd_status(req: Request) -> None:
 def cmd_gc(req: Request) -> None:
     """Release every attachment of this network that the runtime no longer lists."""
     conf = EbpfConf.from_config(req.config)
-    valid = _valid_attachments(req.config)
+    valid = valid_attachments(req.config)
     store = Store.for_network(conf.state_dir, req.network)
     pins = Pins(conf.pin_root)
     failures = []
@@ -153,28 +151,6 @@ def cmd_gc(req: Request) -> None:
 def _release(pins: Pins, record: Record) -> None:
     host = links.find(record.host_veth)
     datapath.detach_pod(pins, host, record.host_ifindex, record.priority, record.ips)
-
-
-def _valid_attachments(config: dict[str, Any]) -> frozenset[tuple[str, str]]:
-    """(container ID, ifname) pairs to keep. A GC without the list is refused:
-    reading "no list" as "keep nothing" would take every pod off the fast path."""
-    for key in VALID_ATTACHMENTS:
-        if key not in config:
-            continue
-        raw = config[key]
-        if not isinstance(raw, list):
-            raise InvalidConfig(f"{key}: expected a list, got {raw!r}")
-        valid = set()
-        for i, item in enumerate(raw):
-            cid = item.get("containerID") if isinstance(item, dict) else None
-            ifname = item.get("ifname") if isinstance(item, dict) else None
-            if not isinstance(cid, str) or not isinstance(ifname, str):
-                raise InvalidConfig(
-                    f"{key}[{i}]: expected {{containerID, ifname}}, got {item!r}"
-                )
-            valid.add((cid, ifname))
-        return frozenset(valid)
-    raise InvalidConfig(f"{VALID_ATTACHMENTS[0]}: missing; GC needs the list to keep")
 
 
 def _record(req: Request, conf: EbpfConf, host: links.Link, want: Attachment) -> Record:
