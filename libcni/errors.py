@@ -82,6 +82,12 @@ class NotAvailable(CniError):
     code = Code.NOT_AVAILABLE
 
 
+class LimitedConnectivity(CniError):
+    """STATUS/CHECK: pods get connectivity, but not in the way the config asked."""
+
+    code = Code.LIMITED_CONNECTIVITY
+
+
 class AddressExhausted(CniError):
     code = Code.ADDRESS_EXHAUSTED
 

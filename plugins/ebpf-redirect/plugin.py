@@ -11,8 +11,8 @@ from libcni.errors import (
     BpfFailure,
     CheckFailed,
     CniError,
-    Code,
     InvalidConfig,
+    LimitedConnectivity,
     NotAvailable,
 )
 from libcni.skel import Plugin, Request
@@ -27,12 +27,6 @@ from .state import Record, Store
 log = logging.getLogger(__name__)
 
 DISABLED = "fastPath is false in the config"
-
-
-class Degraded(CniError):
-    """Pods get connectivity, but through the host stack: the fast path is off."""
-
-    code = Code.LIMITED_CONNECTIVITY
 
 
 def cmd_add(req: Request) -> Result:
@@ -96,7 +90,7 @@ def cmd_check(req: Request) -> None:
             f"failed to check {req.container_id}/{req.ifname}: " + "; ".join(found)
         )
     if record.mode != "fast" and record.reason != DISABLED:
-        raise Degraded(
+        raise LimitedConnectivity(
             f"{req.container_id}/{req.ifname} is on the stack path, not the fast "
             f"path: {record.reason}"
         )
@@ -115,11 +109,13 @@ def cmd_status(req: Request) -> None:
 
     reason = datapath.forced_unavailable()
     if reason:
-        raise Degraded(f"fast path unavailable: {reason}; pods take the host stack")
+        raise LimitedConnectivity(
+            f"fast path unavailable: {reason}; pods take the host stack"
+        )
     store = Store.for_network(conf.state_dir, req.network)
     fallen = [r for r in store.records_all() if r.mode != "fast"]
     if fallen:
-        raise Degraded(
+        raise LimitedConnectivity(
             f"{len(fallen)} pods of {req.network} are on the stack path, e.g. "
             f"{fallen[0].container_id}/{fallen[0].ifname}: {fallen[0].reason}"
         )
