@@ -1,7 +1,8 @@
 """Exec latency of one ADD by mycni-ipam and by the reference host-local, against how
-many leases the network already holds. Not collected by pytest (no test_ prefix).
+many leases the network already holds. Part of `python -m tests.bench` (the `ipam`
+part), and runnable alone:
 
-    python tests/bench_ipam.py [--ours build/bin/mycni-ipam] [--reps 15]
+    python -m tests.bench.ipam [--ours build/bin/mycni-ipam] [--reps 15]
 
 Both plugins get the same config, each with its own dataDir pre-filled to N leases
 (host-local: one file per address; ours: rows in leases.sqlite3, written directly).
@@ -24,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 HOST_LOCAL = Path("/usr/lib/cni/host-local")
 SUBNET = ipaddress.ip_network("10.128.0.0/16")
 COUNTS = (10, 1000, 5000)
@@ -92,34 +93,56 @@ def fill_host_local(exe: Path, data_dir: Path, count: int) -> None:
     (net_dir / "last_reserved_ip.0").write_text(str(last))
 
 
+def measure(
+    ours: Path, theirs: Path, reps: int, counts: tuple[int, ...] = COUNTS
+) -> list[dict[str, object]]:
+    """Every sample: one row per (lease count, plugin, repetition), in seconds."""
+    for exe in (ours, theirs):
+        if not os.access(exe, os.X_OK):
+            sys.exit(f"{exe} is not an executable (run `make build`?)")
+    samples: list[dict[str, object]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-ipam-") as tmp:
+        for count in counts:
+            ours_dir, theirs_dir = Path(tmp, f"ours-{count}"), Path(tmp, f"hl-{count}")
+            fill_ours(ours, ours_dir, count)
+            fill_host_local(theirs, theirs_dir, count)
+            for rep in range(reps):
+                for name, exe, data_dir in (
+                    ("mycni-ipam", ours, ours_dir),
+                    ("host-local", theirs, theirs_dir),
+                ):
+                    conf = config(data_dir)
+                    seconds = call(exe, "ADD", f"b{rep}", conf)
+                    samples.append(
+                        {"leases": count, "plugin": name, "rep": rep, "s": seconds}
+                    )
+                    call(exe, "DEL", f"b{rep}", conf)
+    return samples
+
+
+def medians(samples: list[dict[str, object]]) -> list[tuple[int, float, float]]:
+    """(lease count, mycni-ipam ms, host-local ms) per count."""
+    rows = []
+    for count in sorted({int(str(s["leases"])) for s in samples}):
+        ms = {
+            name: statistics.median(
+                float(str(s["s"])) * 1000
+                for s in samples
+                if s["leases"] == count and s["plugin"] == name
+            )
+            for name in ("mycni-ipam", "host-local")
+        }
+        rows.append((count, ms["mycni-ipam"], ms["host-local"]))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ours", type=Path, default=REPO / "build/bin/mycni-ipam")
     parser.add_argument("--theirs", type=Path, default=HOST_LOCAL)
     parser.add_argument("--reps", type=int, default=15)
     args = parser.parse_args()
-    for exe in (args.ours, args.theirs):
-        if not os.access(exe, os.X_OK):
-            sys.exit(f"{exe} is not an executable (run `make build`?)")
-
-    rows = []
-    with tempfile.TemporaryDirectory(prefix="bench-ipam-") as tmp:
-        for count in COUNTS:
-            ours_dir, theirs_dir = Path(tmp, f"ours-{count}"), Path(tmp, f"hl-{count}")
-            fill_ours(args.ours, ours_dir, count)
-            fill_host_local(args.theirs, theirs_dir, count)
-            times: dict[str, list[float]] = {"ours": [], "theirs": []}
-            for rep in range(args.reps):
-                for name, exe, data_dir in (
-                    ("ours", args.ours, ours_dir),
-                    ("theirs", args.theirs, theirs_dir),
-                ):
-                    conf = config(data_dir)
-                    times[name].append(call(exe, "ADD", f"b{rep}", conf))
-                    call(exe, "DEL", f"b{rep}", conf)
-            ours, theirs = (statistics.median(times[k]) * 1000 for k in times)
-            rows.append((count, ours, theirs))
-
+    rows = medians(measure(args.ours, args.theirs, args.reps))
     print(f"exec ADD latency, median of {args.reps} interleaved runs")
     print(f"{'leases':>8}  {'mycni-ipam ms':>13}  {'host-local ms':>13}  {'ratio':>6}")
     for count, ours, theirs in rows:
