@@ -14,7 +14,7 @@ BPF_OBJ    := $(patsubst bpf/%.bpf.c,build/bpf/%.bpf.o,$(BPF_SRC))
 PY_SRC     := $(shell find libcni plugins -name '*.py' 2>/dev/null)
 
 .PHONY: all deps build bpf bins driver venv install uninstall lint test unit demo \
-	conformance clean
+	conformance bench clean
 
 all: build
 
@@ -101,6 +101,14 @@ conformance: build
 			--config tests/conformance/templates/$$profile.json || status=1; \
 		echo; \
 	done; exit $$status
+
+# Not part of `make test`: the datapath and the control plane next to the reference
+# plugins, in one run, on throwaway namespaces; results (JSON, Markdown, PNG) in
+# build/bench/<date-time>/. Options through BENCH_ARGS, e.g. BENCH_ARGS='--reps 5';
+# `$(PY) -m tests.bench --help` lists them. Wants a quiet machine.
+BENCH_ARGS ?=
+bench: deps build driver
+	$(PY) -m tests.bench $(BENCH_ARGS)
 
 clean:
 	rm -rf build
