@@ -4,29 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import errno
 import fcntl
 import os
 from collections.abc import Iterator
 
 from libcni.errors import InvalidEnvironment
+from libcni.libc import libc
 
 CLONE_NEWNET = 0x40000000
 # ioctl(2) on an nsfs file: returns the namespace type (linux/nsfs.h, since 4.11).
 NS_GET_NSTYPE = 0xB703
 
-_libc: ctypes.CDLL | None = None
-
 
 def _setns(fd: int) -> None:
     # os.setns exists only from Python 3.12; call libc directly.
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(
-            ctypes.util.find_library("c") or "libc.so.6", use_errno=True
-        )
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
+    if libc().setns(fd, CLONE_NEWNET) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
 

@@ -24,7 +24,7 @@ from libcni.errors import (
     InvalidEnvironment,
     TryAgainLater,
 )
-from libcni.types import Result
+from libcni.types import PassThrough, Result
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class Request:
 @dataclass(frozen=True)
 class Plugin:
     name: str
-    add: Callable[[Request], Result]
+    add: Callable[[Request], Result | PassThrough]
     delete: Callable[[Request], None]
     check: Callable[[Request], None]
     status: Callable[[Request], None] | None = None

@@ -255,6 +255,28 @@ class Result:
         return tuple(ip for ip in self.ips if ip.interface == index)
 
 
+@dataclass(frozen=True)
+class PassThrough:
+    """A chained plugin's answer when it adds nothing: prevResult exactly as the
+    runtime sent it, fields this library does not model (CNI 1.1 route mtu, table,
+    interface socketPath...) included."""
+
+    data: dict[str, Any]
+
+    def to_dict(self, ver: str) -> dict[str, Any]:
+        return {**self.data, "cniVersion": ver}
+
+
+def pass_through(config: dict[str, Any], ver: str) -> PassThrough | Result | None:
+    """prevResult to hand on: untouched in the request's version, else converted."""
+    prev = config.get("prevResult")
+    if not isinstance(prev, dict) or not prev:
+        return None
+    if prev.get("cniVersion", ver) == ver:
+        return PassThrough(prev)
+    return Result.from_dict(prev, "prevResult")
+
+
 def prev_result(config: dict[str, Any]) -> Result | None:
     """The prevResult of a chained call, or None when the runtime sent none or {}."""
     prev = config.get("prevResult")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import os
 from pathlib import Path
 
 from libcni.errors import IOFailure
+from libcni.libc import libc
 
 from . import command
 from .lock import locked
@@ -21,11 +21,10 @@ SYS_FS_BPF = Path("/sys/fs/bpf")
 
 def fs_magic(path: Path) -> int:
     """statfs(2) f_type of path; Python's os module has no statfs."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
     # struct statfs starts with f_type (__fsword_t, a long on the 64-bit ABIs we
     # run on) and is 120 bytes on x86_64 and arm64; 32 longs leave room.
     buf = (ctypes.c_long * 32)()
-    if libc.statfs(os.fsencode(path), buf) != 0:
+    if libc().statfs(os.fsencode(path), buf) != 0:
         err = ctypes.get_errno()
         raise IOFailure(f"failed to statfs {path}: {os.strerror(err)}")
     return int(buf[0]) & 0xFFFFFFFF

@@ -244,39 +244,26 @@ VERSION_ANSWERS = {
 }
 
 
-def need(name: str) -> None:
-    # speaks() (in HEAD) is being replaced by versions() in a change in progress.
-    if not hasattr(delegate, name):
-        pytest.skip(f"libcni.delegate has no {name}() in this tree")
-
-
-@pytest.mark.parametrize(
-    ("out", "listed"), VERSION_ANSWERS.values(), ids=VERSION_ANSWERS.keys()
-)
-def test_speaks(tmp_path: Path, out: str, listed: tuple[str, ...]) -> None:
-    need("speaks")
-    printing(tmp_path, "fake-ipam", out)
-    speaks = delegate.speaks("fake-ipam", request((tmp_path,)), "1.1.0")  # type: ignore[attr-defined,unused-ignore]
-    assert speaks is ("1.1.0" in listed)
-    assert (tmp_path / "fake-ipam.calls").read_text() == "VERSION c1 eth0\n"
-
-
 @pytest.mark.parametrize(
     ("out", "listed"), VERSION_ANSWERS.values(), ids=VERSION_ANSWERS.keys()
 )
 def test_versions(tmp_path: Path, out: str, listed: tuple[str, ...]) -> None:
-    need("versions")
     printing(tmp_path, "fake-ipam", out)
-    got = delegate.versions("fake-ipam", request((tmp_path,)))  # type: ignore[attr-defined,unused-ignore]
+    got = delegate.versions("fake-ipam", request((tmp_path,)))
     assert tuple(got) == listed
     assert (tmp_path / "fake-ipam.calls").read_text() == "VERSION c1 eth0\n"
 
 
-@pytest.mark.parametrize("name", ["speaks", "versions"])
-def test_a_failing_version_raises_its_code(tmp_path: Path, name: str) -> None:
-    need(name)
+def test_a_failing_version_raises_its_code(tmp_path: Path) -> None:
     printing(tmp_path, "fake-ipam", json.dumps({"code": 4, "msg": "bad"}), 1)
-    ask = getattr(delegate, name)
     with pytest.raises(CniError) as info:
-        ask("fake-ipam", request((tmp_path,)), *(["1.1.0"] if name == "speaks" else []))
+        delegate.versions("fake-ipam", request((tmp_path,)))
     assert info.value.to_dict("1.1.0")["code"] == 4
+
+
+def test_speaking_relabels_the_config_for_an_older_delegate() -> None:
+    req = request(())
+    older = delegate.speaking(req, "1.0.0")
+    assert older.cni_version == "1.0.0"
+    assert json.loads(older.stdin)["cniVersion"] == "1.0.0"
+    assert {**older.config, "cniVersion": req.cni_version} == req.config
