@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import array
 import errno
 import fcntl
 import socket
@@ -12,6 +13,9 @@ from libcni.errors import IOFailure
 
 SIOCGIFHWADDR = 0x8927  # include/uapi/linux/sockios.h
 SIOCGIFINDEX = 0x8933
+SIOCETHTOOL = 0x8946
+ETHTOOL_GDRVINFO = 0x03  # include/uapi/linux/ethtool.h
+DRVINFO_SIZE = 196  # sizeof(struct ethtool_drvinfo)
 IFNAMSIZ = 16
 
 
@@ -49,3 +53,22 @@ def _index_and_address(name: str) -> tuple[int, bytes]:
     # a 2-byte family before the address bytes.
     (index,) = struct.unpack_from("=i", by_index, IFNAMSIZ)
     return index, by_address[IFNAMSIZ + 2 : IFNAMSIZ + 8]
+
+
+def driver(name: str) -> str:
+    """The kernel driver behind a link ("veth", "bridge", ...), by ETHTOOL_GDRVINFO."""
+    info = array.array(
+        "B", struct.pack("=I", ETHTOOL_GDRVINFO) + bytes(DRVINFO_SIZE - 4)
+    )
+    address, _ = info.buffer_info()
+    # struct ifreq: name[16], then ifr_data, a pointer to the ethtool request.
+    ifreq = struct.pack("16sP", name.encode(), address).ljust(40, b"\0")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+        try:
+            fcntl.ioctl(sock.fileno(), SIOCETHTOOL, ifreq)
+        except OSError as exc:
+            raise IOFailure(
+                f"failed to ask {name} for its driver: {exc.strerror}"
+            ) from exc
+    # struct ethtool_drvinfo: __u32 cmd, then char driver[32].
+    return info.tobytes()[4:36].split(b"\0", 1)[0].decode("ascii", "replace")

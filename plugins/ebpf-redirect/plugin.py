@@ -12,11 +12,12 @@ from libcni.errors import (
     CheckFailed,
     CniError,
     InvalidConfig,
+    IOFailure,
     LimitedConnectivity,
     NotAvailable,
 )
 from libcni.skel import Plugin, Request
-from libcni.types import Result, prev_result
+from libcni.types import PassThrough, Result, pass_through, prev_result
 
 from . import bpffs, datapath, links, readiness, verify
 from .attachment import Attachment
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 DISABLED = "fastPath is false in the config"
 
 
-def cmd_add(req: Request) -> Result:
+def cmd_add(req: Request) -> Result | PassThrough:
     conf = EbpfConf.from_config(req.config)
     prev = _require_prev_result(req)
     want = Attachment.from_prev_result(prev, req.ifname)
@@ -60,15 +61,23 @@ def cmd_add(req: Request) -> Result:
             store.save(record)
         undo.pop_all()
 
-    return prev
+    # Handed on untouched: a chained plugin must not drop what it does not model.
+    return pass_through(req.config, req.cni_version) or prev
 
 
 def cmd_del(req: Request) -> None:
     conf = EbpfConf.from_config(req.config)
     store = Store.for_network(conf.state_dir, req.network)
-    record = store.load(req.container_id, req.ifname) or _record_from_prev(req, conf)
+    try:
+        record = store.load(req.container_id, req.ifname)
+    except IOFailure as exc:
+        # A torn or corrupt record must not make every later DEL fail.
+        log.warning("%s; using prevResult instead", exc.msg)
+        record = None
+    record = record or _record_from_prev(req, conf)
     if record is None:
         log.debug("nothing recorded for %s/%s", req.container_id, req.ifname)
+        store.remove_quietly(req.container_id, req.ifname)
         return
 
     _release(Pins(conf.pin_root), record)
@@ -177,6 +186,14 @@ def _find_host_link(name: str) -> links.Link:
     host = links.find(name)
     if host is None:
         raise InvalidConfig(f"prevResult: host interface {name} not found on the node")
+    kind = links.driver(name)
+    if kind != "veth":
+        # A bridge (say) is shared by every pod: one pod's DEL would take the
+        # others' filter with it. Only a per-pod veth, as vxlan makes, will do.
+        raise InvalidConfig(
+            f"prevResult: host interface {name} is a {kind} device, not a pod's veth;"
+            " ebpf-redirect must follow vxlan in the chain"
+        )
     return host
 
 

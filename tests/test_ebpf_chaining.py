@@ -1,0 +1,86 @@
+"""ebpf-redirect in a chain: after a plugin that shares one host device between pods,
+with a corrupt record of its own, and handing prevResult on untouched."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests import cluster
+from tests import testbed as tb
+from tests.test_vxlan import Network
+
+
+@pytest.mark.root
+def test_after_a_bridge_it_refuses_instead_of_sharing_one_filter(
+    testbed: tb.Testbed,
+) -> None:
+    node = testbed.node1
+    subnet = cluster.pod_subnet(testbed, node)
+    conflist = {
+        "cniVersion": "1.0.0",
+        "name": f"{testbed.name}-br",
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": "mcbr1",
+                "isGateway": True,
+                "ipam": {"type": "mycni-ipam", "ranges": [[{"subnet": str(subnet)}]]},
+            },
+            {"type": "ebpf-redirect", "stateDir": str(node.state_dir / "ebpf")},
+        ],
+    }
+    path = node.state_dir / "bridge-ebpf.conflist"
+    path.write_text(json.dumps(node.render_conflist(conflist)))
+    pod = testbed.add_pod("br")
+
+    with pytest.raises(tb.CniCommandError) as err:
+        node.driver.add(path, pod, "br-pod")
+    assert err.value.code == 7 and "mcbr1" in err.value.msg and "veth" in err.value.msg
+    node.driver.delete(path, pod, "br-pod")  # the runtime cleans up the chain
+    assert cluster.leases(node) == []
+    assert cluster.endpoints(node) == {}
+
+
+@pytest.mark.root
+def test_del_survives_a_corrupt_record(testbed: tb.Testbed) -> None:
+    net = Network(testbed, "mycni-full")
+    node = testbed.node1
+    try:
+        at = net.add(node)
+        records = list((node.state_dir / "ebpf-state").rglob("*.json"))
+        assert len(records) == 1
+        records[0].write_text('{"containerId": "torn')
+        net.delete(at)  # through libcni, which sends prevResult
+        assert cluster.endpoints(node) == {}
+        assert not records[0].exists()
+        node.driver.delete(net.conflist(node), at.pod, at.container_id)
+    finally:
+        net.delete_all()
+
+
+@pytest.mark.root
+def test_prev_result_is_handed_on_with_fields_we_do_not_model(
+    testbed: tb.Testbed,
+) -> None:
+    net = Network(testbed, "mycni-full")
+    node = testbed.node1
+    try:
+        at = net.add(node)  # the whole chain, so the program and maps exist
+        prev = {**at.result, "cniVersion": "1.1.0"}
+        prev["routes"] = [{**r, "mtu": 1400, "table": 100} for r in prev["routes"]]
+        prev["interfaces"][1]["socketPath"] = "/run/example.sock"
+        config = cluster.plugin_config(
+            net.conflist(node), "ebpf-redirect", prevResult=prev
+        )
+        env = {
+            "CNI_CONTAINERID": at.container_id,
+            "CNI_IFNAME": "eth0",
+            "CNI_NETNS": str(at.pod.path),
+        }
+        reply = cluster.run_plugin(node, "ebpf-redirect", "ADD", config, **env)
+        assert reply.code == 0, reply
+        assert reply.out == prev
+    finally:
+        net.delete_all()
