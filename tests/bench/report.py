@@ -233,6 +233,11 @@ def cell(summary: Summary | None, fmt: str) -> str:
     return f"{fmt.format(summary.median)} ({low}-{high})"
 
 
+def number(value: float) -> str:
+    """Three significant digits, without exponents for large values."""
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
 def table(header: list[str], rows: Iterable[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -264,7 +269,7 @@ def markdown(results: dict[str, Any]) -> str:
             rows.append(
                 [
                     t["name"],
-                    f"{t['value']:.2f} {t['unit']}",
+                    f"{number(t['value'])} {t['unit']}",
                     f"{sign} {t['threshold']:g} {t['unit']}",
                     verdict,
                 ]
