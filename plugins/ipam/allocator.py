@@ -82,7 +82,7 @@ class FreeCount:
 def count_free(store: Store, conf: IpamConf, boot_id: str) -> list[FreeCount]:
     """Free addresses per range; with reboot reclaim on, leases of other boots than
     boot_id count as free, since the next ADD drops them."""
-    with store.transaction():
+    with store.snapshot():
         leases = store.leases_in(conf.network)
     used: dict[tuple[int, Range], int] = {}
     for lease in leases:
@@ -121,7 +121,7 @@ def release_all_but(
 
 def find(store: Store, conf: IpamConf, owner: Owner) -> tuple[Allocation, ...]:
     """The owner's current leases that still fit the config; no change is made."""
-    with store.transaction():
+    with store.snapshot():
         leases = store.leases_of(owner.network, owner.container_id, owner.ifname)
     found = []
     for lease in leases:

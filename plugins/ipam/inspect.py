@@ -82,7 +82,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 
 
 def run_list(store: SqliteStore, args: argparse.Namespace, out: TextIO) -> int:
-    with store.transaction():
+    with store.snapshot():
         leases = store.all_leases()
     leases = [lease for lease in leases if args.network in (None, lease.network)]
     leases.sort(key=lambda x: (x.network, x.range_set, int(x.address)))

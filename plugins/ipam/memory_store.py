@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 from libcni.types import IPAddress
 from mycni_ipam.store import Lease
@@ -19,6 +19,9 @@ class MemoryStore:
         self._boots: dict[str, str] = {}
         self._in_txn = False
         self.lookups = 0  # addresses looked up by taken(), for cost assertions
+
+    def snapshot(self) -> AbstractContextManager[None]:
+        return self.transaction()
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

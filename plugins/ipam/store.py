@@ -34,6 +34,10 @@ class Store(Protocol):
 
     def transaction(self) -> AbstractContextManager[None]: ...
 
+    def snapshot(self) -> AbstractContextManager[None]:
+        """A consistent read that never waits for a writer (CHECK, STATUS, inspect)."""
+        ...
+
     def leases_of(
         self, network: str, container_id: str, ifname: str
     ) -> list[Lease]: ...

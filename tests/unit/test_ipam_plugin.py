@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -584,3 +585,20 @@ def test_gc_without_an_attachment_list_is_refused_and_releases_nothing(
     assert (code, err["code"]) == (1, 7)
     assert "cni.dev/valid-attachments" in err["msg"]
     assert run("CHECK", conf, cid="c1") == (0, {})
+
+
+def test_check_and_status_do_not_queue_behind_a_writer(
+    run: Runner, tmp_path: Path
+) -> None:
+    """Reads take no write lock: a burst of ADDs never makes CHECK answer 11."""
+    conf = netconf(tmp_path, "1.1.0", lockTimeout=0.2)
+    assert run("ADD", conf, cid="c1")[0] == 0
+    writer = sqlite3.connect(tmp_path / "leases.sqlite3", isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")
+        assert run("CHECK", conf, cid="c1") == (0, {})
+        code, err = run("ADD", conf, cid="c2")
+        assert (code, err["code"]) == (1, 11)
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
