@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from libcni import fields
 from libcni.errors import InvalidConfig
-from libcni.skel import validate_ifname
 from libcni.types import IPNetwork, parse_address, parse_network
 
 DEFAULT_PORT = 4789  # IANA's VXLAN port (RFC 7348)
@@ -49,7 +49,7 @@ class TeardownConf:
             network=str(config["name"]),
             ipam_type=ipam_type,
             host_veth_prefix=_prefix(config),
-            state_dir=_path(config, "stateDir", DEFAULT_STATE_DIR),
+            state_dir=fields.absolute_path(config, "stateDir", DEFAULT_STATE_DIR),
         )
 
 
@@ -75,12 +75,12 @@ class VxlanConf:
         ipam_type = ipam.get("type")
         if not isinstance(ipam_type, str) or not ipam_type:
             raise InvalidConfig(f"ipam.type: expected a plugin name, got {ipam_type!r}")
-        vni = _int(config, "vni", DEFAULT_VNI, 1, MAX_VNI)
-        device = _string(config, "vxlanDevice", f"mycni.{vni}")
-        _ifname(device, "vxlanDevice")
-        underlay_device = _string(config, "underlayDevice", "")
+        vni = fields.integer(config, "vni", DEFAULT_VNI, 1, MAX_VNI)
+        device = fields.string(config, "vxlanDevice", f"mycni.{vni}")
+        fields.interface_name(device, "vxlanDevice")
+        underlay_device = fields.string(config, "underlayDevice", "")
         if underlay_device:
-            _ifname(underlay_device, "underlayDevice")
+            fields.interface_name(underlay_device, "underlayDevice")
         local = None
         if config.get("localAddress") is not None:
             addr = parse_address(config["localAddress"], "localAddress")
@@ -92,60 +92,29 @@ class VxlanConf:
         prefix = _prefix(config)
         mtu = None
         if config.get("mtu") is not None:
-            mtu = _int(config, "mtu", 0, MIN_MTU, 65535)
+            mtu = fields.integer(config, "mtu", 0, MIN_MTU, 65535)
         return cls(
             network=str(config["name"]),
             ipam_type=ipam_type,
             vni=vni,
-            port=_int(config, "port", DEFAULT_PORT, 1, 65535),
+            port=fields.integer(config, "port", DEFAULT_PORT, 1, 65535),
             device=device,
             underlay_device=underlay_device,
             local_address=local,
             mtu=mtu,
             nodes=_nodes(config.get("nodes", [])),
             host_veth_prefix=prefix,
-            state_dir=_path(config, "stateDir", DEFAULT_STATE_DIR),
+            state_dir=fields.absolute_path(config, "stateDir", DEFAULT_STATE_DIR),
         )
 
 
-def _int(config: dict[str, Any], key: str, default: int, low: int, high: int) -> int:
-    value = config.get(key, default)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise InvalidConfig(f"{key}: expected an integer, got {value!r}")
-    if not low <= value <= high:
-        raise InvalidConfig(f"{key}: {value} is outside {low}..{high}")
-    return value
-
-
-def _string(config: dict[str, Any], key: str, default: str) -> str:
-    value = config.get(key, default)
-    if not isinstance(value, str):
-        raise InvalidConfig(f"{key}: expected a string, got {value!r}")
-    return value
-
-
 def _prefix(config: dict[str, Any]) -> str:
-    prefix = _string(config, "hostVethPrefix", "mc")
+    prefix = fields.string(config, "hostVethPrefix", "mc")
     if not 1 <= len(prefix) <= 4 or not (prefix.isascii() and prefix.isalnum()):
         raise InvalidConfig(
             f"hostVethPrefix: {prefix!r} must be 1 to 4 ASCII letters or digits"
         )
     return prefix
-
-
-def _path(config: dict[str, Any], key: str, default: Path) -> Path:
-    value = config.get(key)
-    if value is None:
-        return default
-    if not isinstance(value, str) or not value.startswith("/") or ".." in value:
-        raise InvalidConfig(f"{key}: {value!r} is not an absolute path without '..'")
-    return Path(value)
-
-
-def _ifname(value: str, key: str) -> None:
-    why = validate_ifname(value)
-    if why:
-        raise InvalidConfig(f"{key}: {why}")
 
 
 def _nodes(raw: Any) -> tuple[Node, ...]:
