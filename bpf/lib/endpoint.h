@@ -19,12 +19,18 @@ struct endpoint {
 /*
  * Key: IPv4 address in network byte order. 16384 pods per node is far above the
  * ~110-250 a node usually runs; a hash of that size costs about 1 MiB of kernel
- * memory (key 4 + value 16 + per-element overhead), allocated on demand.
+ * memory (key 4 + value 16 + per-element overhead), allocated on demand. When it
+ * is full the kernel refuses a new key with E2BIG and ADD fails naming the map.
+ * Tests build with a tiny -DMYCNI_EP4_MAX_ENTRIES to reach that quickly.
  * Not pinned by libbpf: the plugin pins it under its own pin root.
  */
+#ifndef MYCNI_EP4_MAX_ENTRIES
+#define MYCNI_EP4_MAX_ENTRIES 16384
+#endif
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
+	__uint(max_entries, MYCNI_EP4_MAX_ENTRIES);
 	__type(key, __u32);
 	__type(value, struct endpoint);
 } mycni_ep4 SEC(".maps");

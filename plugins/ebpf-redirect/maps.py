@@ -10,6 +10,8 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
+from libcni.errors import BpfFailure
+
 from . import command
 from .counters import Stat, sum_per_cpu
 
@@ -55,16 +57,72 @@ def hex_args(raw: bytes) -> list[str]:
     return [f"{b:02x}" for b in raw]
 
 
+class MapFull(BpfFailure):
+    """A new key did not fit: the map holds max_entries already."""
+
+
+@dataclass(frozen=True)
+class Fill:
+    """How full a pinned map is, read back after an update failed."""
+
+    pin: Path
+    used: int
+    max_entries: int
+    has_key: bool
+
+
 def put_endpoint(map_pin: Path, ip: IPv4Address, endpoint: Endpoint) -> None:
+    """Write ip's entry; MapFull when the map has no room for a new address."""
     log.debug("map %s: %s -> %s", map_pin, ip, endpoint)
-    command.run(
-        f"write endpoint {ip} to {map_pin}",
-        [
-            "bpftool", "map", "update", "pinned", str(map_pin),
-            "key", "hex", *hex_args(encode_key(ip)),
-            "value", "hex", *hex_args(endpoint.encode()),
-        ],
-    )  # fmt: skip
+    try:
+        command.run(
+            f"write endpoint {ip} to {map_pin}",
+            [
+                "bpftool", "map", "update", "pinned", str(map_pin),
+                "key", "hex", *hex_args(encode_key(ip)),
+                "value", "hex", *hex_args(endpoint.encode()),
+            ],
+        )  # fmt: skip
+    except command.CommandFailed as exc:
+        # bpftool reports the kernel's E2BIG only as text and exits 255 for every
+        # failure; read the map back rather than parse the message.
+        full = full_map_error(exc, ip, read_fill_quietly(map_pin, ip))
+        if full is None:
+            raise
+        raise full from exc
+
+
+def full_map_error(
+    exc: command.CommandFailed, ip: IPv4Address, fill: Fill | None
+) -> MapFull | None:
+    """MapFull when a failed update met a full map with no entry for ip (hash maps
+    refuse a new key with E2BIG then); None when the failure was something else."""
+    if fill is None or fill.has_key or fill.used < fill.max_entries:
+        return None
+    return MapFull(
+        f"failed to write endpoint {ip} to {fill.pin.name}: the map is full "
+        f"({fill.used} of max_entries {fill.max_entries}) at {fill.pin}; "
+        "release pods on this node or build the objects with a larger "
+        "MYCNI_EP4_MAX_ENTRIES",
+        exc.details,
+    )
+
+
+def read_fill_quietly(map_pin: Path, ip: IPv4Address) -> Fill | None:
+    """The map's fill, or None when it cannot be read (the update's error stands)."""
+    try:
+        return read_fill(map_pin, ip)
+    except BpfFailure as exc:
+        log.debug("cannot read %s back: %s", map_pin, exc.msg)
+        return None
+
+
+def read_fill(map_pin: Path, ip: IPv4Address) -> Fill:
+    info: dict[str, Any] = command.run_json(
+        f"read map {map_pin}", ["bpftool", "-j", "map", "show", "pinned", str(map_pin)]
+    )
+    have = dump_endpoints(map_pin)
+    return Fill(map_pin, len(have), int(info.get("max_entries", 0)), ip in have)
 
 
 def dump_endpoints(map_pin: Path) -> dict[IPv4Address, Endpoint]:
