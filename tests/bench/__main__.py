@@ -193,11 +193,16 @@ def run_control(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_ipam(args: argparse.Namespace) -> dict[str, Any]:
     progress("ipam: exec ADD latency against lease count")
-    samples = ipam.measure(tb.BUILD_BIN / "mycni-ipam", ipam.HOST_LOCAL, args.ipam_reps)
+    ours = tb.BUILD_BIN / "mycni-ipam"
+    samples = ipam.measure(ours, ipam.HOST_LOCAL, args.ipam_reps)
+    progress("ipam: parallel ADD throughput, 16 processes")
+    parallel = ipam.measure_parallel(ours, ipam.HOST_LOCAL, max(1, args.ipam_reps // 2))
     return {
         "reps": args.ipam_reps,
         "samples": samples,
         "medians": ipam.medians(samples),
+        "parallel_samples": parallel,
+        "parallel_adds_per_s": ipam.throughput(parallel),
     }
 
 

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -120,6 +121,52 @@ def measure(
     return samples
 
 
+def measure_parallel(
+    ours: Path, theirs: Path, reps: int, workers: int = 16, per_worker: int = 4
+) -> list[dict[str, object]]:
+    """ADDs per second when `workers` processes allocate at once (each then DELs),
+    the way a node starting many pods calls its IPAM; interleaved per repetition."""
+    samples: list[dict[str, object]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-ipam-par-") as tmp:
+        for rep in range(reps):
+            for name, exe in (("mycni-ipam", ours), ("host-local", theirs)):
+                conf = config(Path(tmp, f"{name}-{rep}"))
+
+                def worker(w: int, exe: Path = exe, conf: bytes = conf) -> None:
+                    for i in range(per_worker):
+                        call(exe, "ADD", f"p{w}-{i}", conf)
+
+                started = time.perf_counter()
+                with ThreadPoolExecutor(max_workers=workers) as pool:
+                    list(pool.map(worker, range(workers)))
+                elapsed = time.perf_counter() - started
+                for w in range(workers):
+                    for i in range(per_worker):
+                        call(exe, "DEL", f"p{w}-{i}", conf)
+                samples.append(
+                    {
+                        "plugin": name,
+                        "rep": rep,
+                        "workers": workers,
+                        "adds": workers * per_worker,
+                        "s": elapsed,
+                    }
+                )
+    return samples
+
+
+def throughput(samples: list[dict[str, object]]) -> dict[str, float]:
+    """Median ADDs per second per plugin."""
+    return {
+        name: statistics.median(
+            int(str(s["adds"])) / float(str(s["s"]))
+            for s in samples
+            if s["plugin"] == name
+        )
+        for name in ("mycni-ipam", "host-local")
+    }
+
+
 def medians(samples: list[dict[str, object]]) -> list[tuple[int, float, float]]:
     """(lease count, mycni-ipam ms, host-local ms) per count."""
     rows = []
@@ -147,6 +194,11 @@ def main() -> None:
     print(f"{'leases':>8}  {'mycni-ipam ms':>13}  {'host-local ms':>13}  {'ratio':>6}")
     for count, ours, theirs in rows:
         print(f"{count:>8}  {ours:>13.1f}  {theirs:>13.1f}  {ours / theirs:>6.2f}")
+    rates = throughput(measure_parallel(args.ours, args.theirs, max(1, args.reps // 5)))
+    print(
+        "16 processes at once, ADDs per second: "
+        + ", ".join(f"{name} {rate:.1f}" for name, rate in rates.items())
+    )
 
 
 if __name__ == "__main__":

@@ -492,7 +492,25 @@ def markdown_ipam(data: dict[str, Any]) -> list[str]:
     rows = [
         [str(c), f"{o:.1f}", f"{t:.1f}", f"{o / t:.2f}"] for c, o, t in data["medians"]
     ]
-    return out + table(["leases", "mycni-ipam", "host-local", "ratio"], rows) + [""]
+    out += [*table(["leases", "mycni-ipam", "host-local", "ratio"], rows), ""]
+    rates = data.get("parallel_adds_per_s")
+    if rates:
+        out += [
+            "16 processes allocating at once (then releasing), median ADDs per second:",
+            "",
+            *table(
+                ["mycni-ipam", "host-local", "ratio"],
+                [
+                    [
+                        f"{rates['mycni-ipam']:.1f}",
+                        f"{rates['host-local']:.1f}",
+                        f"{rates['mycni-ipam'] / rates['host-local']:.2f}",
+                    ]
+                ],
+            ),
+            "",
+        ]
+    return out
 
 
 # --- plots ---------------------------------------------------------------------
