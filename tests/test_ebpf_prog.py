@@ -12,7 +12,7 @@ import pytest
 from mycni_ebpf_redirect import maps, program
 from mycni_ebpf_redirect.bpfobj import FROM_OVERLAY
 from mycni_ebpf_redirect.counters import Stat
-from mycni_ebpf_redirect.pins import Pins
+from mycni_ebpf_redirect.pins import LAYOUT_VERSION, Pins
 from tests.ebpf_fixtures import (  # noqa: F401  (fixtures)
     ARP_FRAME,
     BPF_SRC,
@@ -109,7 +109,8 @@ def test_reload_reuses_pinned_maps(pins: Pins, from_pod_object: Path) -> None:  
     pins.program.unlink()
     program.ensure_loaded(pins, from_pod_object)
     assert IPv4Address("10.1.0.3") in maps.dump_endpoints(pins.ep4)
-    assert sorted(p.name for p in pins.root.iterdir()) == ["maps", "progs"]
+    assert sorted(p.name for p in pins.root.iterdir()) == [f"v{LAYOUT_VERSION}"]
+    assert sorted(p.name for p in pins.base.iterdir()) == ["maps", "progs"]
 
 
 # --- from_overlay: frames decapsulated by the VXLAN device ----------------------

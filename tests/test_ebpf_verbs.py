@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from mycni_ebpf_redirect.pins import Pins
 from tests import cluster
 from tests import testbed as tb
 from tests.test_vxlan import Network, PodAt
@@ -169,7 +170,7 @@ def check_error(chain: Network, at: PodAt) -> tb.CniCommandError:
 
 def bpftool_map(node: tb.Node, verb: str, ip: str, *value: str) -> None:
     key = ["key", *ip.split(".")]
-    node.run(["bpftool", "map", verb, "pinned", str(node.pin_root / "maps/mycni_ep4"),
+    node.run(["bpftool", "map", verb, "pinned", str(Pins(node.pin_root).ep4),
               *key, *value])  # fmt: skip
 
 

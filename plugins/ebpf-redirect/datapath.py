@@ -16,7 +16,7 @@ from pathlib import Path
 
 from libcni.errors import BpfFailure
 
-from . import command, maps, overlay, program, tc
+from . import command, maps, overlay, program, tc, upgrade
 from .bpfobj import FROM_OVERLAY, FROM_POD, ObjectSpec
 from .config import EbpfConf
 from .links import Link
@@ -60,6 +60,12 @@ def attach_pod(conf: EbpfConf, pod: PodLink) -> str:
         raise Unavailable(f"fast path unavailable: {reason}")
     pins = Pins(conf.pin_root)
     endpoint = maps.Endpoint(pod.host.index, pod.pod_mac, pod.host.mac)
+    try:
+        upgrade.ensure_current(conf, pins)
+    except command.CommandFailed as exc:
+        # The old layout stays in place and its pods keep working; the next ADD
+        # tries again.
+        raise Unavailable(exc.msg, exc.details) from exc
 
     with ExitStack() as undo:
         ours = [_load(pins, conf, FROM_POD)]

@@ -44,6 +44,14 @@ def find(name: str) -> Link | None:
     return Link(name=name, index=index, mac=mac)
 
 
+def name_of(index: int) -> str | None:
+    """The name of the link with this ifindex in this netns, or None."""
+    try:
+        return socket.if_indextoname(index)
+    except OSError:
+        return None
+
+
 def _index_and_address(name: str) -> tuple[int, bytes]:
     ifreq = struct.pack("16s16x", name.encode())
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:

@@ -26,17 +26,22 @@ def ensure_loaded(pins: Pins, obj: Path, spec: ObjectSpec = FROM_POD) -> Program
     Maps that are already pinned are reused (`map name N pinned PATH`), so the
     endpoints written by earlier ADDs survive a reload, and both programs share
     one endpoint map and one counter map.
-    Not handled yet: upgrading an already pinned program to a newer object; remove
-    <pinRoot>/progs/<name> (pods keep the old one until re-attached) to force it.
+    Older pin layouts are migrated first (upgrade.py), by the caller.
     """
-    pin = pins.prog(spec)
-    _make_dirs(pins)
+    make_dirs(pins)
     with locked(pins.root):
-        if pin.exists():
-            return pinned_program(pin)
-        bpfobj.check_object(obj, spec)
-        _load(pins, obj, spec)
+        return ensure_loaded_locked(pins, obj, spec)
+
+
+def ensure_loaded_locked(pins: Pins, obj: Path, spec: ObjectSpec) -> Program:
+    """ensure_loaded for a caller that holds the pin root's lock already."""
+    pin = pins.prog(spec)
+    if pin.exists():
         return pinned_program(pin)
+    bpfobj.check_object(obj, spec)
+    make_dirs(pins)
+    _load(pins, obj, spec)
+    return pinned_program(pin)
 
 
 def pinned_program(program_pin: Path) -> Program:
@@ -50,6 +55,15 @@ def pinned_program(program_pin: Path) -> Program:
             f"{info.get('type', 'unknown')}, not sched_cls"
         )
     return Program(int(info["id"]), str(info.get("tag", "")))
+
+
+def map_shape(map_pin: Path) -> tuple[int, int]:
+    """(key size, value size) of a pinned map."""
+    info: dict[str, Any] = command.run_json(
+        f"read pinned map {map_pin}",
+        ["bpftool", "-j", "map", "show", "pinned", str(map_pin)],
+    )
+    return int(info.get("bytes_key", 0)), int(info.get("bytes_value", 0))
 
 
 def pinned_program_id(program_pin: Path) -> int:
@@ -69,8 +83,8 @@ def pinned_programs_quietly(pins: Pins) -> list[Program]:
     return found
 
 
-def _make_dirs(pins: Pins) -> None:
-    for directory in (pins.root, pins.progs, pins.maps):
+def make_dirs(pins: Pins) -> None:
+    for directory in (pins.root, pins.base, pins.progs, pins.maps):
         try:
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:

@@ -106,3 +106,15 @@ class Store:
 
     def remove_quietly(self, container_id: str, ifname: str) -> None:
         self.records.remove_quietly(container_id, ifname)
+
+
+def records_of_every_network(state_dir: Path) -> list[Record]:
+    """Every readable record under state_dir: the pods that share our pin root."""
+    try:
+        directories = sorted(p for p in state_dir.iterdir() if p.is_dir())
+    except OSError:
+        return []
+    found = []
+    for directory in directories:
+        found += Store(RecordStore(directory)).records_all()
+    return found

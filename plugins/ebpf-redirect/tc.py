@@ -114,6 +114,29 @@ def attach(dev: str, pref: int, program_pin: Path, ours: Collection[Program]) ->
         log.debug("%s ingress pref %d already runs %s", dev, pref, current.prog)
         return False
     log.debug("attaching %s to %s ingress pref %d", program_pin, dev, pref)
+    _replace(dev, pref, program_pin)
+    return True
+
+
+def reattach(
+    dev: str, pref: int, program_pin: Path, new: Program, old: Collection[Program]
+) -> bool:
+    """Swap an older program of ours at (pref, HANDLE) for the pinned one.
+
+    `tc filter replace` at the same pref and handle changes the program in one
+    netlink request (cls_bpf_change swaps it under RCU), so no frame misses the
+    filter. Returns False, doing nothing, when the slot is empty, runs the new
+    program already or runs a filter that is not ours.
+    """
+    current = at_our_slot(dev, pref)
+    if current is None or current.prog == new or not owns(current, old):
+        return False
+    log.debug("re-attaching %s ingress pref %d: %s -> %s", dev, pref, current, new)
+    _replace(dev, pref, program_pin)
+    return True
+
+
+def _replace(dev: str, pref: int, program_pin: Path) -> None:
     command.run(
         f"attach BPF filter to {dev} ingress",
         [
@@ -122,7 +145,6 @@ def attach(dev: str, pref: int, program_pin: Path, ours: Collection[Program]) ->
             "bpf", "da", "object-pinned", str(program_pin),
         ],
     )  # fmt: skip
-    return True
 
 
 def detach_quietly(dev: str, pref: int, ours: Collection[Program]) -> None:
