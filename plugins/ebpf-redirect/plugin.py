@@ -74,7 +74,7 @@ def cmd_del(req: Request) -> None:
         # A torn or corrupt record must not make every later DEL fail.
         log.warning("%s; using prevResult instead", exc.msg)
         record = None
-    record = record or _record_from_prev(req, conf)
+    record = record or _record_from_prev(req, conf, store)
     if record is None:
         log.debug("nothing recorded for %s/%s", req.container_id, req.ifname)
         store.remove_quietly(req.container_id, req.ifname)
@@ -197,8 +197,9 @@ def _find_host_link(name: str) -> links.Link:
     return host
 
 
-def _record_from_prev(req: Request, conf: EbpfConf) -> Record | None:
-    """DEL without our record (ADD died early, or state was wiped): use prevResult."""
+def _record_from_prev(req: Request, conf: EbpfConf, store: Store) -> Record | None:
+    """DEL without our record (ADD died early, or state was wiped): use prevResult,
+    unless the veth it names now belongs to another sandbox."""
     prev = prev_result(req.config)
     if prev is None:
         return None
@@ -217,7 +218,28 @@ def _record_from_prev(req: Request, conf: EbpfConf) -> Record | None:
         # they point at our ifindex; a stale entry is overwritten by the next pod
         # given that address.
         return None
+    owner = _owner_of(store, host, req)
+    if owner:
+        log.warning(
+            "DEL %s/%s: host veth %s (ifindex %d) now belongs to %s; left alone",
+            req.container_id,
+            req.ifname,
+            host.name,
+            host.index,
+            owner,
+        )
+        return None
     return _record(req, conf, host, want)
+
+
+def _owner_of(store: Store, host: links.Link, req: Request) -> str:
+    """The other attachment whose record holds this veth (a newer sandbox that
+    reuses the name, e.g. a plugin naming veths after the pod), or ""."""
+    for other in store.records_all():
+        same = (other.container_id, other.ifname) == (req.container_id, req.ifname)
+        if not same and other.host_ifindex == host.index:
+            return f"{other.container_id}/{other.ifname}"
+    return ""
 
 
 PLUGIN = Plugin(
