@@ -22,6 +22,7 @@ from libcni.types import PassThrough, Result, pass_through, prev_result
 from . import bpffs, datapath, links, readiness, verify
 from .attachment import Attachment
 from .config import EbpfConf
+from .lock import locked
 from .pins import Pins
 from .state import Record, Store
 
@@ -155,7 +156,14 @@ def cmd_gc(req: Request) -> None:
 
 def _release(pins: Pins, record: Record) -> None:
     host = links.find(record.host_veth)
-    datapath.detach_pod(pins, host, record.host_ifindex, record.priority, record.ips)
+    if not pins.root.is_dir():
+        return  # nothing was ever pinned (or the bpffs is gone): no entry, no filter
+    # Under the pin root's lock: a layout migration fills the new map from the
+    # records, and an entry removed half-way through it would come back.
+    with locked(pins.root):
+        datapath.detach_pod(
+            pins, host, record.host_ifindex, record.priority, record.ips
+        )
 
 
 def _record(req: Request, conf: EbpfConf, host: links.Link, want: Attachment) -> Record:
