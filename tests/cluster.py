@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import json
 import sqlite3
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -149,3 +150,55 @@ def run_plugin(
     )
     out = json.loads(proc.stdout) if proc.stdout.strip() else None
     return Reply(proc.returncode, out, proc.stderr)
+
+
+@dataclass
+class PodAt:
+    pod: tb.Pod
+    node: tb.Node
+    container_id: str
+    result: dict[str, Any]
+
+    @property
+    def ip(self) -> str:
+        return str(self.result["ips"][0]["address"].split("/")[0])
+
+    @property
+    def host_veth(self) -> str:
+        return str(self.result["interfaces"][0]["name"])
+
+
+@dataclass
+class Network:
+    """One conflist rendered for each node of a testbed, and the pods attached to it."""
+
+    bed: tb.Testbed
+    source: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+    pods: list[PodAt] = field(default_factory=list)
+    _ids: Iterator[int] = field(default_factory=itertools.count)
+
+    def conflist(self, node: tb.Node) -> Path:
+        return render(self.bed, node, self.source, self.overrides)
+
+    def add(self, node: tb.Node, ifname: str = "eth0") -> PodAt:
+        pod = self.bed.add_pod(f"p{node.index}")
+        cid = f"{self.bed.name}-c{next(self._ids)}"
+        result = node.driver.add(self.conflist(node), pod, cid, ifname=ifname)
+        at = PodAt(pod, node, cid, result)
+        self.pods.append(at)
+        return at
+
+    def delete(self, at: PodAt) -> None:
+        at.node.driver.delete(self.conflist(at.node), at.pod, at.container_id)
+        self.pods.remove(at)
+
+    def delete_all(self) -> None:
+        for at in list(self.pods):
+            self.delete(at)
+
+
+def ifindex(node: tb.Node, dev: str) -> int:
+    info = tb.link_info(node.name, dev)
+    assert info is not None, f"{dev} is missing on {node.name}"
+    return int(info["ifindex"])

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import cluster
 from tests import testbed as tb
 
 # Outside the testbed's own directories, where a plugin that ignores its config would
@@ -186,3 +187,14 @@ def testbed(
 def driver(testbed: tb.Testbed) -> tb.Driver:
     """The CNI driver of node 1 of `testbed`."""
     return testbed.node1.driver
+
+
+@pytest.fixture
+def chain(testbed: tb.Testbed) -> Iterator[cluster.Network]:
+    """The full chain (vxlan, mycni-ipam, ebpf-redirect) on `testbed`; every pod
+    still attached when the test ends is DELeted through libcni."""
+    net = cluster.Network(testbed, "mycni-full")
+    try:
+        yield net
+    finally:
+        net.delete_all()

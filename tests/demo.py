@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from tests import cluster
 from tests import testbed as tb
-from tests.test_vxlan import Network, PodAt
+from tests.cluster import Network, PodAt
 
 PINGS = 3
 WIDTH = 17

@@ -4,30 +4,14 @@ flow takes, shown by the program's counters and the host veths' own counters."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 
 import pytest
 
 from tests import cluster
 from tests import testbed as tb
-from tests.test_vxlan import Network
+from tests.cluster import Network
 
 PINGS = 5
-
-
-@pytest.fixture
-def chain(testbed: tb.Testbed) -> Iterator[Network]:
-    net = Network(testbed, "mycni-full")
-    try:
-        yield net
-    finally:
-        net.delete_all()
-
-
-def ifindex(node: tb.Node, dev: str) -> int:
-    info = tb.link_info(node.name, dev)
-    assert info is not None, f"{dev} is missing on {node.name}"
-    return int(info["ifindex"])
 
 
 @pytest.mark.root
@@ -100,8 +84,8 @@ def test_endpoints_and_filters_follow_add_and_del(chain: Network) -> None:
     a, b = chain.add(node), chain.add(node)
 
     assert cluster.endpoints(node) == {
-        a.ip: ifindex(node, a.host_veth),
-        b.ip: ifindex(node, b.host_veth),
+        a.ip: cluster.ifindex(node, a.host_veth),
+        b.ip: cluster.ifindex(node, b.host_veth),
     }
     for at in (a, b):
         filters = [f for f in cluster.tc_filters(node, at.host_veth) if "options" in f]
@@ -111,7 +95,7 @@ def test_endpoints_and_filters_follow_add_and_del(chain: Network) -> None:
 
     chain.delete(a)
     node.driver.delete(chain.conflist(node), a.pod, a.container_id)  # DEL twice
-    assert cluster.endpoints(node) == {b.ip: ifindex(node, b.host_veth)}
+    assert cluster.endpoints(node) == {b.ip: cluster.ifindex(node, b.host_veth)}
     chain.delete(b)
     assert cluster.endpoints(node) == {}
     assert cluster.host_links(node) == set()

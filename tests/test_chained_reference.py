@@ -139,7 +139,7 @@ def assert_result_is_vxlans(testbed: tb.Testbed, at: Attached) -> None:
     assert ipaddress.ip_address(at.ip) in subnet
     leases = [(lease[2], lease[3]) for lease in cluster.leases(node)]
     assert leases == [(at.ip, at.container_id)]
-    assert cluster.endpoints(node) == {at.ip: ifindex(node, at.host_veth)}
+    assert cluster.endpoints(node) == {at.ip: cluster.ifindex(node, at.host_veth)}
     assert tb.ping(at.pod.name, str(subnet[1]))  # the chain still forwards
 
 
@@ -197,9 +197,3 @@ def test_bandwidth_egress_limit_after_ebpf_redirect(testbed: tb.Testbed) -> None
     with attached(testbed, [BANDWIDTH], caps) as at:
         assert_result_is_vxlans(testbed, at)
         assert len(bandwidth_links(testbed.node1)) == 1  # the ifb for pod egress
-
-
-def ifindex(node: tb.Node, dev: str) -> int:
-    info = tb.link_info(node.name, dev)
-    assert info is not None, f"{dev} is missing on {node.name}"
-    return int(info["ifindex"])

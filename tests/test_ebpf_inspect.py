@@ -4,25 +4,15 @@ each flow checked against the attached program's own verdict (BPF_PROG_TEST_RUN)
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from mycni_ebpf_redirect.pins import Pins
 from tests import testbed as tb
-from tests.test_vxlan import Network
+from tests.cluster import Network
 
 EXE = tb.BUILD_BIN / "ebpf-redirect"
-
-
-@pytest.fixture
-def chain(testbed: tb.Testbed) -> Iterator[Network]:
-    net = Network(testbed, "mycni-full")
-    try:
-        yield net
-    finally:
-        net.delete_all()
 
 
 def inspect(node: tb.Node, *argv: str, code: int = 0) -> Any:

@@ -4,31 +4,15 @@ filter or record of a newer sandbox that reuses its pod address or its host veth
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests import cluster
 from tests import testbed as tb
-from tests.test_vxlan import Network, PodAt
+from tests.cluster import Network, PodAt
 
 PLUGIN = "ebpf-redirect"
-
-
-@pytest.fixture
-def chain(testbed: tb.Testbed) -> Iterator[Network]:
-    net = Network(testbed, "mycni-full")
-    try:
-        yield net
-    finally:
-        net.delete_all()
-
-
-def ifindex(node: tb.Node, dev: str) -> int:
-    info = tb.link_info(node.name, dev)
-    assert info is not None, f"{dev} is missing on {node.name}"
-    return int(info["ifindex"])
 
 
 def our_filters(node: tb.Node, dev: str) -> list[dict[str, Any]]:
@@ -53,7 +37,7 @@ def add_with_ip(net: Network, node: tb.Node, ip: str, cid: str) -> PodAt:
 
 def assert_intact(net: Network, b: PodAt, c: PodAt, remote: PodAt) -> None:
     node = b.node
-    assert cluster.endpoints(node)[b.ip] == ifindex(node, b.host_veth)
+    assert cluster.endpoints(node)[b.ip] == cluster.ifindex(node, b.host_veth)
     assert len(our_filters(node, b.host_veth)) == 1
     assert f"{b.container_id}.eth0.json" in records(node)
     node.driver.check(net.conflist(node), b.pod, b.container_id)

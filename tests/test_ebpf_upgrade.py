@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 
 import pytest
 
@@ -17,6 +16,7 @@ from mycni_ebpf_redirect import maps, program
 from mycni_ebpf_redirect.pins import LAYOUT_VERSION, Pins
 from tests import cluster
 from tests import testbed as tb
+from tests.cluster import Network, PodAt
 from tests.ebpf_fixtures import (  # noqa: F401  (fixtures)
     BPF_SRC,
     ScratchNode,
@@ -24,18 +24,8 @@ from tests.ebpf_fixtures import (  # noqa: F401  (fixtures)
     scratch_node,
 )
 from tests.test_ebpf_attach import plugin, pods, setup_pod  # noqa: F401
-from tests.test_vxlan import Network, PodAt
 
 CURRENT = f"v{LAYOUT_VERSION}"
-
-
-@pytest.fixture
-def chain(testbed: tb.Testbed) -> Iterator[Network]:
-    net = Network(testbed, "mycni-full")
-    try:
-        yield net
-    finally:
-        net.delete_all()
 
 
 def prog_id(node: tb.Node, dev: str) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,21 +13,12 @@ import pytest
 from mycni_ebpf_redirect.pins import Pins
 from tests import cluster
 from tests import testbed as tb
-from tests.test_vxlan import Network, PodAt
+from tests.cluster import Network, PodAt
 
 PLUGIN = "ebpf-redirect"
 # A classic BPF filter that matches nothing (returns 0 outside direct-action mode):
 # someone else's filter that leaves our verdicts alone.
 FOREIGN = ["bpf", "bytecode", "1,6 0 0 0,"]
-
-
-@pytest.fixture
-def chain(testbed: tb.Testbed) -> Iterator[Network]:
-    net = Network(testbed, "mycni-full")
-    try:
-        yield net
-    finally:
-        net.delete_all()
 
 
 def config(net: Network, node: tb.Node, **extra: Any) -> dict[str, Any]:
@@ -119,7 +109,7 @@ def test_gc_releases_unlisted_attachments_and_keeps_listed_ones(chain: Network) 
         node, PLUGIN, "GC", config(chain, node, **keep_only(keep))
     )
     assert (reply.code, reply.out) == (0, None), reply
-    assert cluster.endpoints(node) == {keep.ip: tb_ifindex(node, keep.host_veth)}
+    assert cluster.endpoints(node) == {keep.ip: cluster.ifindex(node, keep.host_veth)}
     assert ours(node, drop.host_veth) == [] and len(ours(node, keep.host_veth)) == 1
     assert "skipping record" in reply.stderr
     bad.unlink()
@@ -259,12 +249,6 @@ def test_a_foreign_filter_at_our_slot_is_never_replaced(chain: Network) -> None:
     (mine,) = ours(node, at.host_veth)
     assert mine["pref"] == 7 and len(foreign(node, at.host_veth)) == 1
     assert cluster.run_plugin(node, PLUGIN, "DEL", moved, **pod_env(at)).code == 0
-
-
-def tb_ifindex(node: tb.Node, dev: str) -> int:
-    info = tb.link_info(node.name, dev)
-    assert info is not None, f"{dev} is missing on {node.name}"
-    return int(info["ifindex"])
 
 
 # --- the stack path: fast path off by config, or refused by the kernel ----------

@@ -380,7 +380,7 @@ def test_two_containers_get_addresses_reach_each_other_and_rm_removes_all(
     assert set(veths.values()) == cluster.host_links(node)
     assert not set(veths.values()) & tb.list_links()  # nothing in the root namespace
     assert cluster.endpoints(node) == {
-        c.ip: ifindex(node, str(veths[c.name])) for c in (a, b)
+        c.ip: cluster.ifindex(node, str(veths[c.name])) for c in (a, b)
     }
     assert (
         f"inet {a.ip}/24" in podman.exec(a, "ip", "-4", "addr", "show", "eth0").stdout
@@ -398,12 +398,6 @@ def test_two_containers_get_addresses_reach_each_other_and_rm_removes_all(
     assert_gone(podman, b, str(veths["b"]))
     assert cluster.leases(node) == [] and cluster.host_links(node) == set()
     assert cluster.endpoints(node) == {}
-
-
-def ifindex(node: tb.Node, dev: str) -> int:
-    info = tb.link_info(node.name, dev)
-    assert info is not None, f"{dev} is missing on {node.name}"
-    return int(info["ifindex"])
 
 
 def nc_exchange(podman: Podman, server: Container, client: Container) -> str:

@@ -9,7 +9,7 @@ import pytest
 
 from tests import cluster
 from tests import testbed as tb
-from tests.test_vxlan import Network
+from tests.cluster import Network
 
 
 @pytest.fixture

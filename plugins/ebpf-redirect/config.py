@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from libcni import fields
 from libcni.errors import InvalidConfig
-from libcni.skel import validate_ifname
 
 DEFAULT_PIN_ROOT = Path("/sys/fs/bpf/mycni")
 DEFAULT_STATE_DIR = Path("/var/lib/cni/mycni-ebpf")
@@ -43,25 +43,15 @@ class EbpfConf:
     def from_config(cls, config: dict[str, Any]) -> EbpfConf:
         return cls(
             network=str(config.get("name", "")),
-            pin_root=_absolute_path(config, "pinRoot", DEFAULT_PIN_ROOT),
-            object_dir=_absolute_path(config, "bpfObjectDir", default_object_dir()),
+            pin_root=fields.absolute_path(config, "pinRoot", DEFAULT_PIN_ROOT),
+            object_dir=fields.absolute_path(
+                config, "bpfObjectDir", default_object_dir()
+            ),
             priority=_priority(config),
-            state_dir=_absolute_path(config, "stateDir", DEFAULT_STATE_DIR),
+            state_dir=fields.absolute_path(config, "stateDir", DEFAULT_STATE_DIR),
             vxlan_device=_vxlan_device(config),
-            fast_path=_bool(config, "fastPath", True),
+            fast_path=fields.boolean(config, "fastPath", True),
         )
-
-
-def _absolute_path(config: dict[str, Any], key: str, default: Path) -> Path:
-    value = config.get(key)
-    if value is None:
-        return default
-    if not isinstance(value, str) or not value:
-        raise InvalidConfig(f"{key}: expected a path string, got {value!r}")
-    path = Path(value)
-    if not path.is_absolute() or ".." in path.parts:
-        raise InvalidConfig(f"{key}: {value!r} is not an absolute path without '..'")
-    return path
 
 
 def _priority(config: dict[str, Any]) -> int:
@@ -83,14 +73,4 @@ def _vxlan_device(config: dict[str, Any]) -> str | None:
         return value
     if not isinstance(value, str):
         raise InvalidConfig(f"vxlanDevice: expected a device name, got {value!r}")
-    why = validate_ifname(value)
-    if why:
-        raise InvalidConfig(f"vxlanDevice: {why}")
-    return value
-
-
-def _bool(config: dict[str, Any], key: str, default: bool) -> bool:
-    value = config.get(key, default)
-    if not isinstance(value, bool):
-        raise InvalidConfig(f"{key}: expected true or false, got {value!r}")
-    return value
+    return fields.interface_name(value, "vxlanDevice")

@@ -24,7 +24,7 @@ from typing import Any
 from tests import cluster
 from tests import testbed as tb
 from tests.bench.traffic import Path
-from tests.test_vxlan import Network
+from tests.cluster import Network
 
 # VXLAN over a 1500-byte underlay leaves 1450: the MTU of every overlay pod (ours
 # and the reference), and of the veth limit so that it differs only in the path.
