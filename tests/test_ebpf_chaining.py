@@ -3,6 +3,7 @@ with a corrupt record of its own, and handing prevResult on untouched."""
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -84,3 +85,49 @@ def test_prev_result_is_handed_on_with_fields_we_do_not_model(
         assert reply.out == prev
     finally:
         net.delete_all()
+
+
+@pytest.mark.root
+def test_vxlan_device_naming_the_uplink_is_refused(chain: Network) -> None:
+    node = chain.bed.node1
+    chain.overrides["ebpf-redirect.vxlanDevice"] = node.underlay
+    pod = chain.bed.add_pod("uplink")
+    with pytest.raises(tb.CniCommandError) as err:
+        node.driver.add(chain.conflist(node), pod, "uplink-pod")
+    assert err.value.code == 7 and "not a VXLAN device" in err.value.msg
+    filters = node.run(["tc", "filter", "show", "dev", node.underlay, "ingress"])
+    assert filters.stdout == ""
+    node.driver.delete(chain.conflist(node), pod, "uplink-pod")
+    chain.overrides.clear()
+
+
+@pytest.mark.root
+def test_another_kind_of_filter_at_our_priority_is_a_conflict(chain: Network) -> None:
+    """Not a silent fallback to the stack: the operator must pick a priority."""
+    node = chain.bed.node1
+    first = chain.add(node)  # the program is loaded, the overlay attached
+    # A pod of vxlan alone gets the foreign filter on its veth; then ebpf-redirect's
+    # ADD is chained onto it by hand, as the runtime would.
+    plain = Network(chain.bed, "mycni-vxlan-only", _ids=itertools.count(100))
+    try:
+        at = plain.add(node)
+        node.run(["tc", "qdisc", "add", "dev", at.host_veth, "clsact"])
+        u32 = ["protocol", "ip", "u32", "match", "u32", "0", "0", "classid", "1:1"]
+        node.run(
+            ["tc", "filter", "add", "dev", at.host_veth, "ingress", "pref", "1", *u32]
+        )
+        config = cluster.plugin_config(
+            chain.conflist(node), "ebpf-redirect", "1.0.0", prevResult=at.result
+        )
+        env = {
+            "CNI_CONTAINERID": at.container_id,
+            "CNI_IFNAME": "eth0",
+            "CNI_NETNS": str(at.pod.path),
+        }
+        reply = cluster.run_plugin(node, "ebpf-redirect", "ADD", config, **env)
+        assert reply.out is not None and reply.out.get("code") == 101, reply
+        assert "choose another priority" in reply.out["msg"]
+        assert at.ip not in cluster.endpoints(node)
+        assert tb.ping(at.pod.name, first.ip)
+    finally:
+        plain.delete_all()

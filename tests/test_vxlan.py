@@ -343,3 +343,37 @@ def test_a_second_interface_does_not_take_the_first_ones_routes(
         node.driver.delete(conflist, first.pod, first.container_id, ifname="net1")
     node.driver.check(conflist, first.pod, first.container_id)
     assert tb.ping(first.pod.name, str(node.address.ip))
+
+
+@pytest.mark.root
+def test_a_config_with_another_mtu_is_refused_and_the_device_kept(
+    network: Network,
+) -> None:
+    node = network.bed.node1
+    first = network.add(node)
+    device = next(n for n in tb.list_links(node.name) if n.startswith("mycni."))
+    network.overrides["vxlan.mtu"] = 1400
+    pod = network.bed.add_pod("mtu")
+    with pytest.raises(tb.CniCommandError) as err:
+        node.driver.add(network.conflist(node), pod, "mtu-pod")
+    assert err.value.code == 101 and "1400" in err.value.msg
+    info = tb.link_info(node.name, device)
+    assert info is not None and info["mtu"] == 1450
+    assert cluster.host_links(node) == {first.host_veth}
+    network.overrides.clear()
+
+
+@pytest.mark.root
+def test_an_ipam_range_of_another_node_is_refused_and_released(
+    network: Network,
+) -> None:
+    node = network.bed.node1
+    theirs = cluster.pod_subnet(network.bed, network.bed.node2)
+    network.overrides["vxlan.ipam.ranges"] = [[{"subnet": str(theirs)}]]
+    pod = network.bed.add_pod("range")
+    with pytest.raises(tb.CniCommandError) as err:
+        node.driver.add(network.conflist(node), pod, "range-pod")
+    assert err.value.code == 7 and err.value.msg.startswith("ipam: ")
+    assert str(theirs[2]) in err.value.msg
+    assert cluster.leases(node) == [] and cluster.host_links(node) == set()
+    network.overrides.clear()

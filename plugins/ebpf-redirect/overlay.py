@@ -33,6 +33,13 @@ def find_device(conf: EbpfConf) -> links.Link | None:
             raise InvalidConfig(
                 f"vxlanDevice: {conf.vxlan_device} does not exist on this node"
             )
+        kind = links.driver(link.name)
+        if kind != "vxlan":
+            # On the uplink, from_overlay would hand unencapsulated frames for local
+            # pods straight to them, past the node's firewall.
+            raise InvalidConfig(
+                f"vxlanDevice: {link.name} is a {kind} device, not a VXLAN device"
+            )
         return link
     names = sorted(n for n in vxlan_link_names() if DEFAULT_NAME.match(n))
     if len(names) > 1:

@@ -104,12 +104,20 @@ def attach(dev: str, pref: int, program_pin: Path, ours: Collection[Program]) ->
     `object-pinned` (tc 6.1; `pinned` is accepted too) takes the already loaded
     program: tc neither loads the object again nor creates maps of its own.
     """
-    current = at_our_slot(dev, pref)
-    if current is not None and not owns(current, ours):
-        raise ConflictingState(
-            f"failed to attach to {dev} ingress: {current.describe()} is not ours; "
-            "choose another priority"
-        )
+    filters = ingress_filters(dev)
+    # Another kind of filter at our pref (u32, flower...) holds the whole pref: the
+    # kernel would refuse ours there, which must not read as "no fast path here".
+    for other in filters:
+        if (
+            other.pref == pref
+            and not owns(other, ours)
+            and (other.kind != "bpf" or other.handle == HANDLE)
+        ):
+            raise ConflictingState(
+                f"failed to attach to {dev} ingress: {other.describe()} is not "
+                "ours; choose another priority"
+            )
+    current = next((f for f in filters if f.pref == pref and f.handle == HANDLE), None)
     if current is not None and current.prog in ours:
         log.debug("%s ingress pref %d already runs %s", dev, pref, current.prog)
         return False

@@ -122,6 +122,7 @@ def _nodes(raw: Any) -> tuple[Node, ...]:
         raise InvalidConfig(f"nodes: expected a list, got {raw!r}")
     nodes: list[Node] = []
     seen: dict[ipaddress.IPv4Address, int] = {}
+    names: dict[str, int] = {}
     for i, entry in enumerate(raw):
         where = f"nodes[{i}]"
         if not isinstance(entry, dict):
@@ -144,11 +145,14 @@ def _nodes(raw: Any) -> tuple[Node, ...]:
         if not isinstance(subnets, list) or not subnets:
             raise InvalidConfig(f"{where}.podSubnet: missing")
         parsed = tuple(
-            parse_network(s, f"{where}.podSubnet[{j}]") for j, s in enumerate(subnets)
+            _subnet(s, f"{where}.podSubnet[{j}]") for j, s in enumerate(subnets)
         )
         name = entry.get("name", "")
         if not isinstance(name, str):
             raise InvalidConfig(f"{where}.name: expected a string, got {name!r}")
+        if name and name in names:
+            raise InvalidConfig(f"{where}.name: {name!r} repeats nodes[{names[name]}]")
+        names[name] = i
         nodes.append(Node(underlay=underlay, pod_subnets=parsed, name=name))
     _reject_overlaps(nodes)
     for i, node in enumerate(nodes):
@@ -162,6 +166,15 @@ def _nodes(raw: Any) -> tuple[Node, ...]:
                         f"address {other.underlay}"
                     )
     return tuple(nodes)
+
+
+def _subnet(text: Any, where: str) -> IPNetwork:
+    subnet = parse_network(text, where)
+    if ipaddress.ip_interface(text).ip != subnet.network_address:
+        raise InvalidConfig(
+            f"{where}: {text!r} has host bits set; did you mean {subnet}?"
+        )
+    return subnet
 
 
 def _reject_overlaps(nodes: list[Node]) -> None:

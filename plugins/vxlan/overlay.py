@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from libcni.errors import ConflictingState, InvalidConfig
-from libcni.types import IPNetwork
+from libcni.types import IPConfig, IPNetwork
 from mycni_vxlan import netlink
 from mycni_vxlan.config import VXLAN_OVERHEAD_V4, Node, VxlanConf
 
@@ -190,16 +190,15 @@ def _verify(
                 f"failed to use vxlan device {conf.device}: its {label} is {have}, "
                 f"the config needs {want}"
             )
-    if int(link.get_attr("IFLA_MTU")) != mtu:
-        log.warning(
-            "vxlan device %s had mtu %s, expected %d (underlay %s mtu %d): corrected",
-            conf.device,
-            link.get_attr("IFLA_MTU"),
-            mtu,
-            underlay.name,
-            underlay.mtu,
+    have_mtu = int(link.get_attr("IFLA_MTU"))
+    if have_mtu != mtu:
+        # The device is shared: changing it under the pods already attached would
+        # leave their veths with a larger MTU than the path they send into.
+        raise ConflictingState(
+            f"failed to use vxlan device {conf.device}: its mtu is {have_mtu}, this "
+            f"config needs {mtu} (underlay {underlay.name} mtu {underlay.mtu}); every "
+            "config of a network must agree"
         )
-        ipr.link("set", index=index, mtu=mtu)
 
 
 def ensure_peers(ipr: IPRoute, conf: VxlanConf, overlay: Overlay) -> None:
@@ -264,4 +263,18 @@ def _refuse_foreign_route(ipr: IPRoute, subnet: IPNetwork, overlay: Overlay) -> 
             raise ConflictingState(
                 f"failed to route pod subnet {subnet} into {overlay.name}: a route "
                 f"through link {oif} already exists"
+            )
+
+
+def check_lease(conf: VxlanConf, me: Node | None, ips: tuple[IPConfig, ...]) -> None:
+    """An address outside this node's pod subnets would be routed to another node
+    by every other node: a duplicate waiting to happen."""
+    if me is None:
+        return
+    for ip in ips:
+        mine = [s for s in me.pod_subnets if s.version == ip.address.version]
+        if mine and not any(ip.address.ip in s for s in mine):
+            raise InvalidConfig(
+                f"ipam: {ip.address.ip} is outside this node's pod subnet "
+                f"{', '.join(map(str, mine))} (nodes entry {me.underlay})"
             )

@@ -59,6 +59,7 @@ def cmd_add(req: Request) -> Result:
             lease = delegate.add(conf.ipam_type, req)
             if not lease.ips:
                 raise InvalidConfig(f"ipam.type: {conf.ipam_type} returned no address")
+            overlay.check_lease(conf, overlay.local_node(conf, underlay), lease.ips)
 
             # Node-wide state, shared by every pod and kept: only after the IPAM
             # accepted its config, so a broken config never touches the overlay.
