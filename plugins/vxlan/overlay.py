@@ -203,6 +203,9 @@ def _verify(
 
 def ensure_peers(ipr: IPRoute, conf: VxlanConf, overlay: Overlay) -> None:
     """Program route, neighbour and FDB entry for every other node in the config."""
+    # One dump of the main table for all nodes: a dump per subnet made an ADD on a
+    # large cluster cost nodes x routes.
+    owners = _route_owners(ipr)
     for node in conf.nodes:
         if node is overlay.local:
             continue
@@ -227,7 +230,7 @@ def ensure_peers(ipr: IPRoute, conf: VxlanConf, overlay: Overlay) -> None:
             flags=netlink.NTF_SELF,
         )
         for subnet in node.pod_subnets:
-            _refuse_foreign_route(ipr, subnet, overlay)
+            _refuse_foreign_route(owners, subnet, overlay)
             if subnet.version != 4:
                 log.warning(
                     "pod subnet %s of node %s: IPv6 over the overlay is not handled "
@@ -247,23 +250,29 @@ def ensure_peers(ipr: IPRoute, conf: VxlanConf, overlay: Overlay) -> None:
         log.debug("overlay peer %s: vtep %s mac %s", node.underlay, vtep, mac)
 
 
-def _refuse_foreign_route(ipr: IPRoute, subnet: IPNetwork, overlay: Overlay) -> None:
+def _route_owners(ipr: IPRoute) -> dict[tuple[str, int], int]:
+    """(destination, prefix length) -> output link of the IPv4 main table."""
+    owners = {}
+    for route in ipr.get_routes(family=socket.AF_INET, table=netlink.RT_TABLE_MAIN):
+        oif = route.get_attr("RTA_OIF")
+        if oif is not None:
+            owners[(route.get_attr("RTA_DST") or "0.0.0.0", route["dst_len"])] = oif
+    return owners
+
+
+def _refuse_foreign_route(
+    owners: dict[tuple[str, int], int], subnet: IPNetwork, overlay: Overlay
+) -> None:
     """Replace our own route only: one through another device belongs to someone
     else (another network's overlay, the operator) and stays."""
     if subnet.version != 4:
         return
-    for route in ipr.get_routes(family=socket.AF_INET, table=netlink.RT_TABLE_MAIN):
-        if (route.get_attr("RTA_DST"), route["dst_len"]) != (
-            str(subnet.network_address),
-            subnet.prefixlen,
-        ):
-            continue
-        oif = route.get_attr("RTA_OIF")
-        if oif is not None and oif != overlay.index:
-            raise ConflictingState(
-                f"failed to route pod subnet {subnet} into {overlay.name}: a route "
-                f"through link {oif} already exists"
-            )
+    oif = owners.get((str(subnet.network_address), subnet.prefixlen))
+    if oif is not None and oif != overlay.index:
+        raise ConflictingState(
+            f"failed to route pod subnet {subnet} into {overlay.name}: a route "
+            f"through link {oif} already exists"
+        )
 
 
 def check_lease(conf: VxlanConf, me: Node | None, ips: tuple[IPConfig, ...]) -> None:
