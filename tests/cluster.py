@@ -6,6 +6,7 @@ import ipaddress
 import itertools
 import json
 import sqlite3
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,6 +103,45 @@ def endpoints(node: tb.Node) -> dict[str, int]:
 def tc_filters(node: tb.Node, dev: str) -> list[dict[str, Any]]:
     out = node.run(["tc", "-j", "filter", "show", "dev", dev, "ingress"], check=False)
     return list(json.loads(out.stdout or "[]")) if out.returncode == 0 else []
+
+
+# Ids of the programs on a device's tcx ingress (BPF_PROG_QUERY; bpftool 7.1 and tc
+# 6.1 cannot list tcx), asked in the node's netns.
+_TCX_QUERY = (
+    "import sys\n"
+    "from mycni_ebpf_redirect import links, tcx\n"
+    "link = links.find(sys.argv[1])\n"
+    "print(*(tcx.attached_ids(link.index) if link else []))\n"
+)
+
+
+def vxlan_device(node: tb.Node) -> str:
+    """The name of the node's one VXLAN device (`mycni.<vni>`)."""
+    (name,) = [n for n in tb.list_links(node.name) if n.startswith("mycni.")]
+    return name
+
+
+def ingress_programs(node: tb.Node, dev: str) -> list[tuple[str, str]]:
+    """(how, program name) of every eBPF program on dev's ingress, tcx links first
+    (they run first) then tc filters by pref: ("tcx", "from_pod"), ("tc", ...)."""
+    return [(how, name) for how, name, _ in ingress_program_ids(node, dev)]
+
+
+def ingress_program_ids(node: tb.Node, dev: str) -> list[tuple[str, str, int]]:
+    """ingress_programs with each program's id."""
+    found = []
+    out = node.run([sys.executable, "-c", _TCX_QUERY, dev]).stdout.split()
+    for prog_id in out:
+        info = json.loads(
+            node.run(["bpftool", "-j", "prog", "show", "id", prog_id]).stdout
+        )
+        found.append(("tcx", str(info.get("name", "")), int(prog_id)))
+    for f in tc_filters(node, dev):
+        options = f.get("options", {})
+        name = options.get("bpf_name")
+        if name:  # "from_pod:[*fsobj]" for a program tc took from a pin
+            found.append(("tc", str(name).split(":")[0], int(options["prog"]["id"])))
+    return found
 
 
 def link_stats(node: tb.Node, dev: str) -> dict[str, int]:

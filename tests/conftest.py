@@ -189,6 +189,31 @@ def driver(testbed: tb.Testbed) -> tb.Driver:
     return testbed.node1.driver
 
 
+@pytest.fixture(params=["tcx", "tc"])
+def any_chain(
+    testbed: tb.Testbed, request: pytest.FixtureRequest
+) -> Iterator[cluster.Network]:
+    """`chain` once with each attach mode of ebpf-redirect (tcx is what "auto"
+    picks on this kernel; tc is the clsact fallback of kernels before 6.6)."""
+    net = cluster.Network(
+        testbed, "mycni-full", {"ebpf-redirect.attachMode": request.param}
+    )
+    try:
+        yield net
+    finally:
+        net.delete_all()
+
+
+@pytest.fixture
+def tc_chain(testbed: tb.Testbed) -> Iterator[cluster.Network]:
+    """`chain` with ebpf-redirect on clsact filters, for what only tc has: prefs."""
+    net = cluster.Network(testbed, "mycni-full", {"ebpf-redirect.attachMode": "tc"})
+    try:
+        yield net
+    finally:
+        net.delete_all()
+
+
 @pytest.fixture
 def chain(testbed: tb.Testbed) -> Iterator[cluster.Network]:
     """The full chain (vxlan, mycni-ipam, ebpf-redirect) on `testbed`; every pod

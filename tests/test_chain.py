@@ -79,8 +79,10 @@ def test_cross_node_traffic_takes_neigh_out_and_peer_in_on_both_nodes(
 
 
 @pytest.mark.root
-def test_endpoints_and_filters_follow_add_and_del(chain: Network) -> None:
+def test_endpoints_and_programs_follow_add_and_del(any_chain: Network) -> None:
+    chain = any_chain
     node = chain.bed.node1
+    mode = chain.overrides["ebpf-redirect.attachMode"]
     a, b = chain.add(node), chain.add(node)
 
     assert cluster.endpoints(node) == {
@@ -88,10 +90,9 @@ def test_endpoints_and_filters_follow_add_and_del(chain: Network) -> None:
         b.ip: cluster.ifindex(node, b.host_veth),
     }
     for at in (a, b):
-        filters = [f for f in cluster.tc_filters(node, at.host_veth) if "options" in f]
-        assert len(filters) == 1 and filters[0]["options"]["bpf_name"].startswith(
-            "from_pod"
-        )
+        assert cluster.ingress_programs(node, at.host_veth) == [(mode, "from_pod")]
+    vxlan = cluster.vxlan_device(node)
+    assert cluster.ingress_programs(node, vxlan) == [(mode, "from_overlay")]
 
     chain.delete(a)
     node.driver.delete(chain.conflist(node), a.pod, a.container_id)  # DEL twice
@@ -99,6 +100,11 @@ def test_endpoints_and_filters_follow_add_and_del(chain: Network) -> None:
     chain.delete(b)
     assert cluster.endpoints(node) == {}
     assert cluster.host_links(node) == set()
+    # Every pod's link pin went with its DEL; the overlay's stays with the device.
+    links = node.pin_root / "links"
+    assert sorted(p.name for p in links.glob("*")) == (
+        [f"if{cluster.ifindex(node, vxlan)}-ingress"] if mode == "tcx" else []
+    )
 
 
 @pytest.mark.root

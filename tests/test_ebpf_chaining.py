@@ -102,8 +102,11 @@ def test_vxlan_device_naming_the_uplink_is_refused(chain: Network) -> None:
 
 
 @pytest.mark.root
-def test_another_kind_of_filter_at_our_priority_is_a_conflict(chain: Network) -> None:
+def test_another_kind_of_filter_at_our_priority_is_a_conflict(
+    tc_chain: Network,
+) -> None:
     """Not a silent fallback to the stack: the operator must pick a priority."""
+    chain = tc_chain
     node = chain.bed.node1
     first = chain.add(node)  # the program is loaded, the overlay attached
     # A pod of vxlan alone gets the foreign filter on its veth; then ebpf-redirect's

@@ -26,7 +26,9 @@ def inspect(node: tb.Node, *argv: str, code: int = 0) -> Any:
 
 
 @pytest.mark.root
-def test_endpoints_and_counters_list_each_pod_and_path(chain: Network) -> None:
+def test_endpoints_and_counters_list_each_pod_and_path(any_chain: Network) -> None:
+    chain = any_chain
+    mode = chain.overrides["ebpf-redirect.attachMode"]
     node = chain.bed.node1
     a, b = chain.add(node), chain.add(node)
     listed = inspect(node, "endpoints")
@@ -35,12 +37,9 @@ def test_endpoints_and_counters_list_each_pod_and_path(chain: Network) -> None:
     for at in (a, b):
         row = rows[at.ip]
         assert row["hostVeth"] == at.host_veth and row["container"] == at.container_id
-        assert (row["mode"], row["attach"], row["filter"], row["mapEntry"]) == (
-            "fast",
-            "tc",
-            "ours",
-            "ok",
-        )
+        assert (row["mode"], row["attach"], row["mapEntry"]) == ("fast", mode, "ok")
+        hook = "tc filter" if mode == "tc" else "tcx link "
+        assert row["hook"].startswith(hook) and "not our" not in row["hook"], row
     assert tb.ping(a.pod.name, b.ip)
     counters = inspect(node, "counters")["counters"]
     assert counters["REDIRECTED"] >= 2 and "DROP_TRUNCATED" in counters
@@ -51,6 +50,17 @@ def test_endpoints_and_counters_list_each_pod_and_path(chain: Network) -> None:
                       "endpoints"]).stdout  # fmt: skip
     assert table.splitlines()[0].split()[:2] == ["ADDRESS", "HOST"]
     assert a.host_veth in table and b.host_veth in table
+
+
+@pytest.mark.root
+def test_features_agree_with_how_pods_were_attached(chain: Network) -> None:
+    node = chain.bed.node1
+    at = chain.add(node)
+    found = inspect(node, "features")
+    assert found["fastPath"] is True and found["gaps"] == []
+    rows = {row["address"]: row for row in inspect(node, "endpoints")["endpoints"]}
+    assert rows[at.ip]["attach"] == found["features"]["attachMode auto picks"]
+    assert found["features"]["bpf_redirect_peer"] == "yes"
 
 
 @pytest.mark.root

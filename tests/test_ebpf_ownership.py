@@ -4,7 +4,6 @@ filter or record of a newer sandbox that reuses its pod address or its host veth
 from __future__ import annotations
 
 import subprocess
-from typing import Any
 
 import pytest
 
@@ -15,12 +14,8 @@ from tests.cluster import Network, PodAt
 PLUGIN = "ebpf-redirect"
 
 
-def our_filters(node: tb.Node, dev: str) -> list[dict[str, Any]]:
-    return [
-        f
-        for f in cluster.tc_filters(node, dev)
-        if "from_pod" in f.get("options", {}).get("bpf_name", "")
-    ]
+def our_programs(node: tb.Node, dev: str) -> list[tuple[str, str]]:
+    return [p for p in cluster.ingress_programs(node, dev) if p[1] == "from_pod"]
 
 
 def records(node: tb.Node) -> set[str]:
@@ -38,7 +33,7 @@ def add_with_ip(net: Network, node: tb.Node, ip: str, cid: str) -> PodAt:
 def assert_intact(net: Network, b: PodAt, c: PodAt, remote: PodAt) -> None:
     node = b.node
     assert cluster.endpoints(node)[b.ip] == cluster.ifindex(node, b.host_veth)
-    assert len(our_filters(node, b.host_veth)) == 1
+    assert len(our_programs(node, b.host_veth)) == 1
     assert f"{b.container_id}.eth0.json" in records(node)
     node.driver.check(net.conflist(node), b.pod, b.container_id)
     assert tb.ping(c.pod.name, b.ip), "same node, fast path"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -30,17 +31,22 @@ CURRENT = f"v{LAYOUT_VERSION}"
 
 def prog_id(node: tb.Node, dev: str) -> int:
     (ours,) = [
-        f
-        for f in cluster.tc_filters(node, dev)
-        if "from_" in f.get("options", {}).get("bpf_name", "")
+        i for _, name, i in cluster.ingress_program_ids(node, dev) if "from_" in name
     ]
-    return int(ours["options"]["prog"]["id"])
+    return ours
 
 
 def vxlan_device(node: tb.Node) -> str:
-    out = node.run(["ip", "-j", "link", "show", "type", "vxlan"]).stdout
-    (link,) = json.loads(out)
-    return str(link["ifname"])
+    return cluster.vxlan_device(node)
+
+
+def pin_root_entries(root: Path) -> list[str]:
+    """Layouts under a pin root: not links/ (tcx links, unversioned), nor
+    maps.debug and progs.debug (the kernel's bpf_preload iterators at a mount
+    root)."""
+    return sorted(
+        p.name for p in root.iterdir() if "." not in p.name and p.name != "links"
+    )
 
 
 def all_reach(ats: list[PodAt]) -> None:
@@ -52,8 +58,9 @@ def all_reach(ats: list[PodAt]) -> None:
 
 @pytest.mark.root
 def test_pre_versioning_layout_is_migrated_and_old_pods_stay_reachable(
-    chain: Network,
+    any_chain: Network,
 ) -> None:
+    chain = any_chain
     n1, n2 = chain.bed.nodes
     a, b, c = chain.add(n1), chain.add(n1), chain.add(n2)
     root = n1.pin_root
@@ -65,8 +72,7 @@ def test_pre_versioning_layout_is_migrated_and_old_pods_stay_reachable(
     all_reach([a, b, c])  # the old programs run on, on their (unpinned) maps
 
     d = chain.add(n1)  # the first ADD after the "upgrade"
-    # maps.debug and progs.debug: the kernel's bpf_preload iterators at a mount root.
-    assert sorted(p.name for p in root.iterdir() if "." not in p.name) == [CURRENT]
+    assert pin_root_entries(root) == [CURRENT]
     pins = Pins(root)
     new = program.pinned_program(pins.program).id
     assert new not in old.values()
@@ -110,7 +116,7 @@ def test_a_misshapen_map_at_the_current_path_is_replaced(
     added = plugin(node, "ADD", {**base, "prevResult": prev}, "c0", pods[0])
     assert added.returncode == 0, added.stdout + added.stderr
     assert "has key/value sizes (4, 20), want (4, 16)" in added.stderr
-    assert sorted(p.name for p in node.pin_root.iterdir()) == [CURRENT]
+    assert pin_root_entries(node.pin_root) == [CURRENT]
     assert program.map_shape(pins.ep4) == (4, 16)
     assert [str(ip) for ip in maps.dump_endpoints(pins.ep4)] == ["10.1.0.2"]
     record = json.loads((node.state_dir / "net1" / "c0.eth0.json").read_text())

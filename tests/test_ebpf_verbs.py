@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from mycni_ebpf_redirect.pins import Pins
 from tests import cluster
 from tests import testbed as tb
 from tests.cluster import Network, PodAt
+from tests.ebpf_fixtures import compile_bpf
 
 PLUGIN = "ebpf-redirect"
 # A classic BPF filter that matches nothing (returns 0 outside direct-action mode):
@@ -37,7 +39,12 @@ def pod_env(at: PodAt) -> dict[str, str]:
     }
 
 
-def ours(node: tb.Node, dev: str) -> list[dict[str, Any]]:
+def ours(node: tb.Node, dev: str) -> list[tuple[str, str]]:
+    """Our programs on dev's ingress, tcx links and tc filters alike."""
+    return [p for p in cluster.ingress_programs(node, dev) if p[1].startswith("from_")]
+
+
+def our_filters(node: tb.Node, dev: str) -> list[dict[str, Any]]:
     return [
         f
         for f in cluster.tc_filters(node, dev)
@@ -98,7 +105,10 @@ def test_status_needs_cni_1_1(chain: Network) -> None:
 
 
 @pytest.mark.root
-def test_gc_releases_unlisted_attachments_and_keeps_listed_ones(chain: Network) -> None:
+def test_gc_releases_unlisted_attachments_and_keeps_listed_ones(
+    any_chain: Network,
+) -> None:
+    chain = any_chain
     node = chain.bed.node1
     keep, drop = chain.add(node), chain.add(node)
     # An unreadable record of this network: GC reports it in the log and goes on.
@@ -118,6 +128,43 @@ def test_gc_releases_unlisted_attachments_and_keeps_listed_ones(chain: Network) 
     keep.node.driver.check(chain.conflist(node), keep.pod, keep.container_id)
     assert tb.ping(keep.pod.name, drop.ip)  # drop still reachable, by the stack
     chain.delete(drop)  # the runtime's own DEL still succeeds afterwards
+
+
+@pytest.mark.root
+def test_gc_removes_the_link_pin_of_a_veth_that_went_without_del(
+    chain: Network,
+) -> None:
+    node = chain.bed.node1
+    gone, keep = chain.add(node), chain.add(node)
+    links = node.pin_root / "links"
+    pin, kept = (
+        links / f"if{cluster.ifindex(node, at.host_veth)}-ingress"
+        for at in (gone, keep)
+    )
+    node.run(["ip", "link", "del", gone.host_veth])
+    assert pin.exists()  # the kernel detached the link; its pin stays behind
+
+    reply = cluster.run_plugin(
+        node, PLUGIN, "GC", config(chain, node, **keep_only(keep))
+    )
+    assert (reply.code, reply.out) == (0, None), reply
+    assert not pin.exists() and kept.exists()
+    assert ours(node, keep.host_veth) == [("tcx", "from_pod")]
+    keep.node.driver.check(chain.conflist(node), keep.pod, keep.container_id)
+
+
+@pytest.mark.root
+def test_status_says_how_new_pods_would_attach(chain: Network) -> None:
+    node = chain.bed.node1
+    for mode in ("tcx", "tc"):
+        reply = cluster.run_plugin(
+            node,
+            PLUGIN,
+            "STATUS",
+            config(chain, node, attachMode=mode, logLevel="info"),
+        )
+        assert (reply.code, reply.out) == (0, None), reply
+        assert f"new pods attach by {mode}" in reply.stderr
 
 
 @pytest.mark.root
@@ -166,8 +213,9 @@ def bpftool_map(node: tb.Node, verb: str, ip: str, *value: str) -> None:
 
 @pytest.mark.root
 def test_check_names_a_missing_or_wrong_entry_and_a_missing_or_displaced_filter(
-    chain: Network,
+    tc_chain: Network,
 ) -> None:
+    chain = tc_chain
     node = chain.bed.node1
     at, other = chain.add(node), chain.add(node)
     at.node.driver.check(chain.conflist(node), at.pod, at.container_id)
@@ -196,21 +244,40 @@ def test_check_names_a_missing_or_wrong_entry_and_a_missing_or_displaced_filter(
     other.node.driver.check(chain.conflist(node), other.pod, other.container_id)
 
 
-# --- other users' filters -------------------------------------------------------
+@pytest.mark.root
+def test_check_names_a_detached_or_missing_tcx_link(chain: Network) -> None:
+    node = chain.bed.node1
+    at, other = chain.add(node), chain.add(node)
+    at.node.driver.check(chain.conflist(node), at.pod, at.container_id)
+    pin = node.pin_root / "links" / f"if{cluster.ifindex(node, at.host_veth)}-ingress"
+
+    # An operator (or another tool) detaches our link: the pin stays, the hook is
+    # empty.
+    node.run(["bpftool", "link", "detach", "pinned", str(pin)])
+    assert ours(node, at.host_veth) == []
+    err = check_error(chain, at)
+    assert err.code == 104 and f"on {at.host_veth} ingress is detached" in err.msg
+
+    pin.unlink()
+    err = check_error(chain, at)
+    assert err.code == 104 and f"tcx link pin {pin} is missing" in err.msg
+    other.node.driver.check(chain.conflist(node), other.pod, other.container_id)
+    chain.delete(at)  # DEL copes with the link already gone
+    assert not pin.exists()
 
 
-def vxlan_device(node: tb.Node) -> str:
-    out = node.run(["ip", "-j", "link", "show", "type", "vxlan"]).stdout
-    (link,) = json.loads(out)
-    return str(link["ifname"])
+# --- other users' filters and programs -----------------------------------------
 
 
 @pytest.mark.root
-def test_a_foreign_filter_survives_our_add_check_and_del(chain: Network) -> None:
+def test_a_foreign_filter_survives_our_add_check_and_del(any_chain: Network) -> None:
+    chain = any_chain
     node = chain.bed.node1
     at = chain.add(node)
-    vx = vxlan_device(node)
+    vx = cluster.vxlan_device(node)
     for dev in (at.host_veth, vx):
+        # Under tcx we make no qdisc; the other tool brings its own.
+        node.run(["tc", "qdisc", "replace", "dev", dev, "clsact"])
         node.run(["tc", "filter", "add", "dev", dev, "ingress", "pref", "50", *FOREIGN])
     cfg = config(chain, node, cniVersion="1.0.0", prevResult=at.result)
 
@@ -226,8 +293,67 @@ def test_a_foreign_filter_survives_our_add_check_and_del(chain: Network) -> None
     assert len(foreign(node, vx)) == 1
 
 
+FOREIGN_TCX_SOURCE = """
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+/* Someone else's tcx program: TCX_NEXT (-1), so the next program runs. */
+SEC("tc") int other_tool(struct __sk_buff *skb) { return -1; }
+char LICENSE[] SEC("license") = "GPL";
+"""
+# Links made in the node's netns by the test, through the product's own syscall
+# wrapper (Debian's bpftool cannot attach by tcx).
+FOREIGN_TCX_ATTACH = (
+    "import sys\n"
+    "from pathlib import Path\n"
+    "from mycni_ebpf_redirect import links, tcx\n"
+    "link = links.find(sys.argv[1])\n"
+    "tcx.create(Path(sys.argv[2]), link.index, Path(sys.argv[3]))\n"
+)
+
+
 @pytest.mark.root
-def test_a_foreign_filter_at_our_slot_is_never_replaced(chain: Network) -> None:
+def test_a_foreign_tcx_program_survives_our_add_check_and_del(
+    chain: Network, tmp_path: Path
+) -> None:
+    node = chain.bed.node1
+    at = chain.add(node)
+    vx = cluster.vxlan_device(node)
+    source = tmp_path / "other_tool.bpf.c"
+    source.write_text(FOREIGN_TCX_SOURCE)
+    obj = compile_bpf(source, tmp_path / "other_tool.bpf.o")
+    theirs = node.pin_root / "other-tool"
+    theirs.mkdir()
+    node.run(["bpftool", "prog", "load", str(obj), str(theirs / "prog"),
+              "type", "classifier"])  # fmt: skip
+    for dev in (at.host_veth, vx):
+        node.run([sys.executable, "-c", FOREIGN_TCX_ATTACH, dev, str(theirs / "prog"),
+                  str(theirs / f"link-{cluster.ifindex(node, dev)}")])  # fmt: skip
+        assert cluster.ingress_programs(node, dev)[-1] == ("tcx", "other_tool")
+    cfg = config(chain, node, cniVersion="1.0.0", prevResult=at.result)
+
+    for verb in ("CHECK", "DEL", "DEL", "ADD", "CHECK"):
+        reply = cluster.run_plugin(node, PLUGIN, verb, cfg, **pod_env(at))
+        assert reply.code == 0, (verb, reply)
+        for dev in (at.host_veth, vx):
+            assert ("tcx", "other_tool") in cluster.ingress_programs(node, dev)
+    # Ours went after theirs on the re-ADD: tcx appends, and never displaces.
+    assert cluster.ingress_programs(node, at.host_veth) == [
+        ("tcx", "other_tool"),
+        ("tcx", "from_pod"),
+    ]
+    chain.delete(at)
+    assert cluster.ingress_programs(node, vx) == [
+        ("tcx", "from_overlay"),
+        ("tcx", "other_tool"),
+    ]
+    for link in theirs.glob("link-*"):
+        link.unlink()
+    shutil.rmtree(theirs)
+
+
+@pytest.mark.root
+def test_a_foreign_filter_at_our_slot_is_never_replaced(tc_chain: Network) -> None:
+    chain = tc_chain
     node = chain.bed.node1
     at = chain.add(node)
     cfg = config(chain, node, cniVersion="1.0.0", prevResult=at.result)
@@ -238,7 +364,9 @@ def test_a_foreign_filter_at_our_slot_is_never_replaced(chain: Network) -> None:
     reply = cluster.run_plugin(node, PLUGIN, "ADD", cfg, **pod_env(at))
     assert reply.out is not None and reply.out["code"] == 101, reply
     assert "is not ours" in reply.out["msg"]
-    assert len(foreign(node, at.host_veth)) == 1 and ours(node, at.host_veth) == []
+    assert (
+        len(foreign(node, at.host_veth)) == 1 and our_filters(node, at.host_veth) == []
+    )
     assert at.ip not in cluster.endpoints(node) and records(node) == []
 
     # DEL leaves it too; a configured priority puts us next to it.
@@ -246,7 +374,7 @@ def test_a_foreign_filter_at_our_slot_is_never_replaced(chain: Network) -> None:
     assert len(foreign(node, at.host_veth)) == 1
     moved = {**cfg, "priority": 7}
     assert cluster.run_plugin(node, PLUGIN, "ADD", moved, **pod_env(at)).code == 0
-    (mine,) = ours(node, at.host_veth)
+    (mine,) = our_filters(node, at.host_veth)
     assert mine["pref"] == 7 and len(foreign(node, at.host_veth)) == 1
     assert cluster.run_plugin(node, PLUGIN, "DEL", moved, **pod_env(at)).code == 0
 

@@ -14,6 +14,7 @@ DEFAULT_PIN_ROOT = Path("/sys/fs/bpf/mycni")
 DEFAULT_STATE_DIR = Path("/var/lib/cni/mycni-ebpf")
 INSTALLED_BPF_DIR = Path("/opt/mycni/bpf")
 DEFAULT_PRIORITY = 1
+ATTACH_MODES = ("auto", "tcx", "tc")
 
 
 def default_object_dir() -> Path:
@@ -38,6 +39,8 @@ class EbpfConf:
     # None: find the node's `mycni.<vni>` device; "": no overlay program.
     vxlan_device: str | None = None
     fast_path: bool = True
+    # "auto" (tcx where the kernel has it, else tc), "tcx" or "tc": hook.py.
+    attach_mode: str = "auto"
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> EbpfConf:
@@ -51,6 +54,7 @@ class EbpfConf:
             state_dir=fields.absolute_path(config, "stateDir", DEFAULT_STATE_DIR),
             vxlan_device=_vxlan_device(config),
             fast_path=fields.boolean(config, "fastPath", True),
+            attach_mode=_attach_mode(config),
         )
 
 
@@ -74,3 +78,13 @@ def _vxlan_device(config: dict[str, Any]) -> str | None:
     if not isinstance(value, str):
         raise InvalidConfig(f"vxlanDevice: expected a device name, got {value!r}")
     return fields.interface_name(value, "vxlanDevice")
+
+
+def _attach_mode(config: dict[str, Any]) -> str:
+    value = config.get("attachMode", "auto")
+    if value not in ATTACH_MODES:
+        raise InvalidConfig(
+            f"attachMode: {value!r} is not one of {', '.join(ATTACH_MODES)}"
+        )
+    return str(value)
+

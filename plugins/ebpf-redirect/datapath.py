@@ -16,7 +16,7 @@ from pathlib import Path
 
 from libcni.errors import BpfFailure
 
-from . import command, maps, overlay, program, tc, upgrade
+from . import command, hook, maps, overlay, program, tc, tcx, upgrade
 from .bpfobj import FROM_OVERLAY, FROM_POD, ObjectSpec
 from .config import EbpfConf
 from .links import Link
@@ -49,11 +49,20 @@ def forced_unavailable() -> str:
     return os.environ.get(FORCE_UNAVAILABLE_ENV, "")
 
 
-def attach_pod(conf: EbpfConf, pod: PodLink) -> str:
+@dataclass(frozen=True)
+class Attached:
+    """How from_pod went on the pod's veth, and the VXLAN device from_overlay is on
+    ("" for none)."""
+
+    mode: str
+    overlay: str
+
+
+def attach_pod(conf: EbpfConf, pod: PodLink) -> Attached:
     """Attach from_pod to the pod's veth and map its addresses; ensure the overlay.
 
-    Returns the VXLAN device from_overlay is on ("" for none). Undoes its own steps
-    on failure; raises Unavailable when the kernel refuses a program or filter.
+    Undoes its own steps on failure; raises Unavailable when the kernel refuses a
+    program, a tcx link or a filter.
     """
     reason = forced_unavailable()
     if reason:
@@ -69,13 +78,13 @@ def attach_pod(conf: EbpfConf, pod: PodLink) -> str:
 
     with ExitStack() as undo:
         ours = [_load(pins, conf, FROM_POD)]
-        _attach(pod.host.name, conf.priority, pins.program, ours, undo)
+        mode = _attach(conf, pod.host, pins.program, ours, undo)
         for ip in pod.ips:
             maps.put_endpoint(pins.ep4, ip, endpoint)
             undo.callback(maps.delete_endpoint_quietly, pins.ep4, ip, pod.host.index)
         device = ensure_overlay(conf, pins)
         undo.pop_all()
-    return device.name if device else ""
+    return Attached(mode, device.name if device else "")
 
 
 def ensure_overlay(conf: EbpfConf, pins: Pins) -> Link | None:
@@ -87,28 +96,38 @@ def ensure_overlay(conf: EbpfConf, pins: Pins) -> Link | None:
         return None
     ours = [_load(pins, conf, FROM_OVERLAY)]
     with ExitStack() as undo:
-        _attach(device.name, conf.priority, pins.overlay_program, ours, undo)
+        _attach(conf, device, pins.overlay_program, ours, undo)
         maps.put_overlay(pins.ovl, device.index)
         undo.pop_all()
     return device
 
 
+@dataclass(frozen=True)
+class PodHook:
+    """Where and how from_pod went on for one pod, as its record says."""
+
+    host_ifindex: int
+    priority: int
+    mode: str
+
+
 def detach_pod(
-    pins: Pins,
-    host: Link | None,
-    host_ifindex: int,
-    priority: int,
-    ips: tuple[IPv4Address, ...],
+    pins: Pins, host: Link | None, at: PodHook, ips: tuple[IPv4Address, ...]
 ) -> None:
-    """Remove the pod's endpoint entries and our filter on its veth, if still there.
+    """Remove the pod's endpoint entries and our program on its veth, if still there.
 
     Entries pointing at another ifindex belong to a newer pod with the same address
-    and stay; a filter that is not ours stays too.
+    and stay; a filter that is not ours stays too. A tcx link is found by the
+    recorded ifindex, so it goes even when its veth went first.
     """
     for ip in ips:
-        maps.delete_endpoint_quietly(pins.ep4, ip, host_ifindex)
-    if host is not None and host.index == host_ifindex:
-        tc.detach_quietly(host.name, priority, program.pinned_programs_quietly(pins))
+        maps.delete_endpoint_quietly(pins.ep4, ip, at.host_ifindex)
+    same = host is not None and host.index == at.host_ifindex
+    ours = program.pinned_programs_quietly(pins) if same else []
+    hook.detach_quietly(
+        pins.root, host.name if same and host else None, at.host_ifindex,
+        at.priority, ours, at.mode,
+    )  # fmt: skip
 
 
 def _load(pins: Pins, conf: EbpfConf, spec: ObjectSpec) -> tc.Program:
@@ -121,11 +140,14 @@ def _load(pins: Pins, conf: EbpfConf, spec: ObjectSpec) -> tc.Program:
 
 
 def _attach(
-    dev: str, pref: int, pin: Path, ours: list[tc.Program], undo: ExitStack
-) -> None:
+    conf: EbpfConf, dev: Link, pin: Path, ours: list[tc.Program], undo: ExitStack
+) -> str:
     try:
-        tc.ensure_clsact(dev)
-        if tc.attach(dev, pref, pin, ours):
-            undo.callback(tc.detach_quietly, dev, pref, ours)
+        return hook.attach_undoably(
+            conf.pin_root, dev, conf.priority, pin, ours, conf.attach_mode, undo
+        )
     except command.CommandFailed as exc:
         raise Unavailable(exc.msg, exc.details) from exc
+    except tcx.TcxError as exc:
+        # EPERM, EINVAL from a kernel without tcx when attachMode insists on it...
+        raise Unavailable(exc.msg) from exc

@@ -14,7 +14,8 @@ from typing import Any
 
 from libcni.errors import CniError, InvalidConfig
 
-from . import command, links, maps, program, tc
+from . import command, links, maps, program, tc, tcx
+from . import hook as hooks
 from .counters import Stat
 from .pins import Pins
 from .state import Record
@@ -83,18 +84,16 @@ def explain(
         return Explanation(src, dst, steps, agrees=True)
 
     ours = program.pinned_programs_quietly(pins)
-    filt = next(
-        (f for f in tc.ingress_filters(hook.link.name) if tc.owns(f, ours)), None
-    )
-    if filt is None or filt.prog is None:
-        steps.append(("hook", f"{hook.link.name} ingress has no filter of ours: the "
-                      "host stack handles every packet"))  # fmt: skip
+    prog, where = _attached(pins, hook.link, ours)
+    if prog is None:
+        steps.append(("hook", f"{hook.link.name} ingress has no program of ours: "
+                      "the host stack handles every packet"))  # fmt: skip
         return Explanation(src, dst, steps, agrees=not hook.fast)
-    steps.append(("hook", f"{hook.link.name} ingress pref {filt.pref}: "
-                  f"program id {filt.prog.id}"))  # fmt: skip
+    steps.append(("hook", f"{hook.link.name} ingress {where}: "
+                  f"program id {prog.id}"))  # fmt: skip
 
     verdict, counter = _expect(hook, endpoints, overlays, dst, steps)
-    run, moved = _test_run(pins, filt.prog, _frame(hook, src, dst), hook.link.index)
+    run, moved = _test_run(pins, prog, _frame(hook, src, dst), hook.link.index)
     steps.append(("test run", f"{VERDICTS.get(run, run)}, counted "
                   f"{', '.join(moved) or 'nothing'}"))  # fmt: skip
     agrees = run == verdict and counter in moved
@@ -159,6 +158,21 @@ def _expect(
     steps.append(("expected", f"{via}: {VERDICTS[TC_ACT_OK]}, counted "
                   f"{Stat.PASSED.name}"))  # fmt: skip
     return TC_ACT_OK, Stat.PASSED.name
+
+
+def _attached(
+    pins: Pins, link: links.Link, ours: list[tc.Program]
+) -> tuple[tc.Program | None, str]:
+    """Our program on link's ingress and how it hangs there: a tcx link, or a
+    filter at any pref (explain does not know the network's priority)."""
+    found = tcx.info(hooks.link_pin(pins.root, link.index))
+    if found is not None and found.attached:
+        prog = next((p for p in ours if p.id == found.prog_id), None)
+        return prog, f"tcx link {found.id}"
+    filt = next((f for f in tc.ingress_filters(link.name) if tc.owns(f, ours)), None)
+    if filt is None:
+        return None, ""
+    return filt.prog, f"pref {filt.pref}"
 
 
 def _route_device(dst: IPv4Address) -> links.Link | None:

@@ -16,7 +16,7 @@ from typing import Any, TextIO
 
 from libcni.errors import CniError
 
-from . import explain, links, maps, program, tc
+from . import explain, hook, links, maps, program, readiness
 from .config import DEFAULT_PIN_ROOT, DEFAULT_STATE_DIR
 from .pins import Pins
 from .state import Record, records_of_every_network
@@ -60,11 +60,15 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     endpoints.set_defaults(run=run_endpoints)
     counters = sub.add_parser("counters", help="the per-path counters, summed")
     counters.set_defaults(run=run_counters)
+    features = sub.add_parser(
+        "features", help="what the kernel offers: program type, helpers, tcx"
+    )
+    features.set_defaults(run=run_features)
     explainer = sub.add_parser("explain", help="the path of a packet SRC -> DST")
     explainer.add_argument("src", metavar="SRC")
     explainer.add_argument("dst", metavar="DST")
     explainer.set_defaults(run=run_explain)
-    for child in (endpoints, counters, explainer):
+    for child in (endpoints, counters, features, explainer):
         child.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
     return parser  # fmt: skip
 
@@ -78,7 +82,8 @@ def run_endpoints(
     for record in sorted(records, key=lambda r: (r.host_veth, r.container_id)):
         host = links.find(record.host_veth)
         alive = host is not None and host.index == record.host_ifindex
-        filt = tc.at_our_slot(record.host_veth, record.priority) if alive else None
+        hooked = hook.describe(pins.root, host, record.priority, ours) if (
+            alive and host is not None) else "absent"  # fmt: skip
         for ip in record.ips or (None,):
             entry = entries.pop(ip, None) if ip is not None else None
             rows.append({
@@ -92,7 +97,7 @@ def run_endpoints(
                 "reason": record.reason,
                 "attach": record.attach if record.mode == "fast" else "",
                 "overlay": record.overlay,
-                "filter": _filter_state(filt, ours),
+                "hook": hooked,
                 "mapEntry": _entry_state(entry, record.host_ifindex),
             })  # fmt: skip
     for ip, entry in sorted(entries.items()):  # entries no record explains
@@ -100,7 +105,7 @@ def run_endpoints(
             "address": str(ip), "container": "", "ifname": "", "hostVeth":
             links.name_of(entry.ifindex) or "", "ifindex": entry.ifindex,
             "vethPresent": links.name_of(entry.ifindex) is not None, "mode": "",
-            "reason": "no record", "attach": "", "overlay": "", "filter": "",
+            "reason": "no record", "attach": "", "overlay": "", "hook": "",
             "mapEntry": "orphan",
         })  # fmt: skip
     if args.json:
@@ -108,18 +113,12 @@ def run_endpoints(
                    "endpoints": rows}, out, indent=2)  # fmt: skip
         out.write("\n")
         return 0
-    header = ("ADDRESS", "HOST VETH", "IFINDEX", "MODE", "ATTACH", "FILTER", "ENTRY",
+    header = ("ADDRESS", "HOST VETH", "IFINDEX", "MODE", "ATTACH", "HOOK", "ENTRY",
               "CONTAINER")  # fmt: skip
-    keys = ("address", "hostVeth", "ifindex", "mode", "attach", "filter", "mapEntry",
+    keys = ("address", "hostVeth", "ifindex", "mode", "attach", "hook", "mapEntry",
             "container")  # fmt: skip
     print_table(header, [[str(row[k]) for k in keys] for row in rows], out)
     return 0
-
-
-def _filter_state(filt: tc.Filter | None, ours: list[tc.Program]) -> str:
-    if filt is None:
-        return "absent"
-    return "ours" if tc.owns(filt, ours) else f"foreign: {filt.describe()}"
 
 
 def _entry_state(entry: maps.Endpoint | None, ifindex: int) -> str:
@@ -138,6 +137,30 @@ def run_counters(
         out.write("\n")
         return 0
     print_table(("COUNTER", "PACKETS"), [[k, str(v)] for k, v in rows.items()], out)
+    return 0
+
+
+def run_features(
+    pins: Pins, records: list[Record], args: argparse.Namespace, out: TextIO
+) -> int:
+    found = readiness.probe()
+    rows = {
+        "sched_cls programs": "yes" if found.sched_cls else "NO",
+        **{
+            name: "MISSING" if name in found.missing_helpers else "yes"
+            for name in readiness.HELPERS
+        },
+        "tcx (kernel 6.6)": "yes" if found.tcx else "no: clsact filters instead",
+        "attachMode auto picks": found.attach_mode(hook.AUTO),
+    }
+    gaps = found.gaps(hook.AUTO)
+    if args.json:
+        json.dump({"features": rows, "fastPath": not gaps, "gaps": gaps}, out,
+                  indent=2)  # fmt: skip
+        out.write("\n")
+        return 0
+    print_table(("FEATURE", "AVAILABLE"), [[k, v] for k, v in rows.items()], out)
+    out.write(f"fast path: {'available' if not gaps else '; '.join(gaps)}\n")
     return 0
 
 

@@ -19,7 +19,7 @@ from libcni.errors import (
 from libcni.skel import Plugin, Request
 from libcni.types import PassThrough, Result, pass_through, prev_result
 
-from . import bpffs, datapath, links, readiness, verify
+from . import bpffs, datapath, hook, links, readiness, verify
 from .attachment import Attachment
 from .config import EbpfConf
 from .lock import locked
@@ -29,6 +29,8 @@ from .state import Record, Store
 log = logging.getLogger(__name__)
 
 DISABLED = "fastPath is false in the config"
+# Chosen by the config, not forced by the kernel: CHECK and STATUS accept these.
+INTENDED = (DISABLED,)
 
 
 def cmd_add(req: Request) -> Result | PassThrough:
@@ -44,13 +46,13 @@ def cmd_add(req: Request) -> Result | PassThrough:
         store.save(record)
         undo.callback(store.remove_quietly, req.container_id, req.ifname)
 
-        if conf.fast_path:
+        if record.mode == "fast":
             bpffs.ensure_mounted(conf.pin_root)
             pod = datapath.PodLink(host, want.pod_mac, want.ips)
             try:
-                overlay = datapath.attach_pod(conf, pod)
+                done = datapath.attach_pod(conf, pod)
+                record = replace(record, attach=done.mode, overlay=done.overlay)
                 undo.callback(_release, Pins(conf.pin_root), record)
-                record = replace(record, mode="fast", overlay=overlay)
             except datapath.Unavailable as exc:
                 log.warning(
                     "%s/%s: %s; the pod's traffic takes the host stack",
@@ -99,12 +101,18 @@ def cmd_check(req: Request) -> None:
         raise CheckFailed(
             f"failed to check {req.container_id}/{req.ifname}: " + "; ".join(found)
         )
-    if record.mode != "fast" and record.reason != DISABLED:
+    if record.mode != "fast" and record.reason not in INTENDED:
         raise LimitedConnectivity(
             f"{req.container_id}/{req.ifname} is on the stack path, not the fast "
             f"path: {record.reason}"
         )
-    log.info("%s/%s: %s path", req.container_id, req.ifname, record.mode)
+    log.info(
+        "%s/%s: %s path%s",
+        req.container_id,
+        req.ifname,
+        record.mode,
+        f", attached by {record.attach}" if record.mode == "fast" else "",
+    )
 
 
 def cmd_status(req: Request) -> None:
@@ -122,8 +130,20 @@ def cmd_status(req: Request) -> None:
         raise LimitedConnectivity(
             f"fast path unavailable: {reason}; pods take the host stack"
         )
+    features = readiness.probe()
+    gaps = features.gaps(conf.attach_mode)
+    if gaps:
+        raise LimitedConnectivity(
+            "fast path unavailable: " + "; ".join(gaps) + "; pods take the host stack"
+        )
+    log.info(
+        "STATUS: fast path ready; new pods attach by %s",
+        features.attach_mode(conf.attach_mode),
+    )
     store = Store.for_network(conf.state_dir, req.network)
-    fallen = [r for r in store.records_all() if r.mode != "fast"]
+    fallen = [
+        r for r in store.records_all() if r.mode != "fast" and r.reason not in INTENDED
+    ]
     if fallen:
         raise LimitedConnectivity(
             f"{len(fallen)} pods of {req.network} are on the stack path, e.g. "
@@ -150,6 +170,12 @@ def cmd_gc(req: Request) -> None:
         store.remove_quietly(record.container_id, record.ifname)
         log.info("gc released %s/%s", record.container_id, record.ifname)
 
+    try:
+        for name in hook.remove_defunct_links(pins.root):
+            log.info("gc removed link pin %s: its device is gone", name)
+    except CniError as exc:
+        failures.append(exc.msg)
+
     if failures:
         raise BpfFailure("failed to collect garbage: " + "; ".join(failures))
 
@@ -161,9 +187,8 @@ def _release(pins: Pins, record: Record) -> None:
     # Under the pin root's lock: a layout migration fills the new map from the
     # records, and an entry removed half-way through it would come back.
     with locked(pins.root):
-        datapath.detach_pod(
-            pins, host, record.host_ifindex, record.priority, record.ips
-        )
+        at = datapath.PodHook(record.host_ifindex, record.priority, record.attach)
+        datapath.detach_pod(pins, host, at, record.ips)
 
 
 def _record(req: Request, conf: EbpfConf, host: links.Link, want: Attachment) -> Record:

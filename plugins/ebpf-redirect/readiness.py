@@ -1,17 +1,33 @@
-"""STATUS: whether an ADD could put a pod on the fast path now, and if not, why."""
+"""STATUS: whether an ADD could put a pod on the fast path now, and if not, why.
+
+blockers() are what would make ADD fail; kernel_gaps() what would make it fall back
+to the stack path: the program type, helpers and attach hook our programs need.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from libcni.errors import CniError
 
-from . import bpffs, bpfobj
+from . import bpffs, bpfobj, command, hook, links
 from .config import EbpfConf
 
 TOOLS = ("tc", "bpftool", "ip")
+# Every helper bpf/*.bpf.c calls, with the kernel that brought it to tc programs.
+HELPERS = {
+    "bpf_map_lookup_elem": "3.19",
+    "bpf_skb_store_bytes": "4.1",
+    "bpf_l3_csum_replace": "4.1",
+    "bpf_skb_change_type": "4.8",
+    "bpf_skb_pull_data": "4.9",
+    "bpf_fib_lookup": "4.18",
+    "bpf_redirect_neigh": "5.10",
+    "bpf_redirect_peer": "5.10",
+}
 
 
 def blockers(conf: EbpfConf) -> list[str]:
@@ -57,3 +73,45 @@ def _kernel_has_bpffs() -> bool:
             return any(line.split()[-1:] == ["bpf"] for line in f)
     except OSError:
         return True  # no /proc: let the mount itself tell
+
+
+@dataclass(frozen=True)
+class Features:
+    """What this kernel offers our programs, as probed."""
+
+    sched_cls: bool
+    missing_helpers: tuple[str, ...]
+    tcx: bool
+
+    def gaps(self, attach_mode: str) -> list[str]:
+        """Why the fast path would be missed with this attach mode; empty if not."""
+        found = []
+        if not self.sched_cls:
+            found.append("the kernel has no tc (sched_cls) BPF programs")
+        for name in self.missing_helpers:
+            found.append(f"the kernel lacks the helper {name} (kernel {HELPERS[name]})")
+        if attach_mode == hook.TCX and not self.tcx:
+            found.append("attachMode is tcx and the kernel has no tcx (kernel 6.6)")
+        return found
+
+    def attach_mode(self, wanted: str) -> str:
+        return hook.choose(wanted, self.tcx, None)
+
+
+def probe() -> Features:
+    """Ask the kernel (bpftool feature probe, about 0.3 s) and tcx on loopback.
+
+    For STATUS and inspect only: ADD learns the same by loading and attaching,
+    and falls back to the stack path when the kernel refuses.
+    """
+    found = command.run_json(
+        "probe kernel BPF features", ["bpftool", "-j", "feature", "probe", "kernel"]
+    )
+    types = found.get("program_types", {})
+    helpers = set(found.get("helpers", {}).get("sched_cls_available_helpers", []))
+    lo = links.find("lo")
+    return Features(
+        sched_cls=bool(types.get("have_sched_cls_prog_type")),
+        missing_helpers=tuple(h for h in HELPERS if h not in helpers),
+        tcx=lo is not None and hook.tcx_supported(lo.index),
+    )

@@ -3,9 +3,10 @@
 An upgrade that changes a map's shape bumps pins.LAYOUT_VERSION. The first ADD after
 it loads the new programs with new maps, fills them from the records in stateDir
 (and from the old endpoint map when its entries have our shape), swaps the program
-of every pod's filter and of the overlay filter in place, and only then removes the
-old pins. Until its filter is swapped a pod runs the old program on the old maps,
-which stay alive while a program uses them, so no pod loses its path meanwhile.
+of every pod's filter or tcx link and of the overlay's in place, and only then
+removes the old pins. Until its hook is swapped a pod runs the old program on the
+old maps, which stay alive while a program uses them, so no pod loses its path
+meanwhile.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from libcni.errors import BpfFailure, CniError
 
-from . import links, maps, program, tc
+from . import hook, links, maps, program, tc
 from .bpfobj import FROM_OVERLAY, FROM_POD, OBJECTS
 from .config import EbpfConf
 from .lock import locked
@@ -124,7 +125,7 @@ def _move_pod(
     endpoint = maps.Endpoint(host.index, maps.parse_mac(record.pod_mac), host.mac)
     for ip in record.ips:
         maps.put_endpoint(pins.ep4, ip, endpoint)
-    return int(tc.reattach(host.name, record.priority, pins.program, new, old))
+    return int(hook.reattach(pins.root, host, record.priority, pins.program, new, old))
 
 
 def _move_overlay(
@@ -134,7 +135,7 @@ def _move_overlay(
     if device is None:
         return
     maps.put_overlay(pins.ovl, device.index)
-    tc.reattach(device.name, priority, pins.overlay_program, new, old)
+    hook.reattach(pins.root, device, priority, pins.overlay_program, new, old)
 
 
 def _remove(old: Pins, pin_root: Path) -> None:

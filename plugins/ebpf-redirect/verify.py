@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import links, maps, program, tc
+from . import hook, links, maps, program, tc, tcx
 from .pins import Pins
 from .state import Record
 
@@ -18,20 +18,20 @@ def differences(record: Record, pins: Pins) -> list[str]:
     ours = program.pinned_programs_quietly(pins)
     if not pins.program.exists():
         return [f"program pin {pins.program} is missing"]
-    found = _filter_problem(host.name, record.priority, ours)
+    found = _hook_problems(pins, host, record.priority, ours, record.attach)
     found += _endpoint_problems(record, host, pins)
     if record.overlay:
         found += _overlay_problems(record, pins, ours)
     return found
 
 
-def _filter_problem(dev: str, pref: int, ours: list[tc.Program]) -> list[str]:
-    current = tc.at_our_slot(dev, pref)
-    if current is None:
-        return [f"filter on {dev} ingress at pref {pref} is absent"]
-    if not tc.owns(current, ours):
-        return [f"filter on {dev} ingress is displaced: {current.describe()}"]
-    return []
+def _hook_problems(
+    pins: Pins, dev: links.Link, pref: int, ours: list[tc.Program], mode: str
+) -> list[str]:
+    try:
+        return hook.problems(pins.root, dev, pref, ours, mode)
+    except tcx.TcxError as exc:
+        return [exc.msg]
 
 
 def _endpoint_problems(record: Record, host: links.Link, pins: Pins) -> list[str]:
@@ -51,7 +51,9 @@ def _overlay_problems(record: Record, pins: Pins, ours: list[tc.Program]) -> lis
     device = links.find(record.overlay)
     if device is None:
         return [f"vxlan device {record.overlay} is gone"]
-    found = _filter_problem(device.name, record.priority, ours)
+    # The overlay keeps whichever mode its first ADD gave it.
+    mode = hook.current_mode(pins.root, device, record.priority, ours) or record.attach
+    found = _hook_problems(pins, device, record.priority, ours, mode)
     if device.index not in maps.dump_overlays(pins.ovl):
         found.append(f"vxlan device {device.name} is missing from {pins.ovl.name}")
     return found
@@ -61,9 +63,9 @@ def _stray_fast_path(record: Record, host: links.Link, pins: Pins) -> list[str]:
     """A pod on the stack path must not be half on the fast path."""
     found = []
     ours = program.pinned_programs_quietly(pins)
-    current = tc.at_our_slot(host.name, record.priority)
-    if current is not None and tc.owns(current, ours):
-        found.append(f"stack-path pod has our filter on {host.name}")
+    mode = hook.current_mode(pins.root, host, record.priority, ours)
+    if mode is not None:
+        found.append(f"stack-path pod has our program on {host.name} ({mode})")
     have = maps.dump_endpoints(pins.ep4) if pins.ep4.exists() else {}
     for ip in record.ips:
         entry = have.get(ip)
