@@ -40,9 +40,13 @@ PORTMAP_CHECK_BUG = (
 )
 
 
-def chained(testbed: tb.Testbed, extra: list[dict[str, Any]]) -> dict[str, Any]:
+def chained(
+    testbed: tb.Testbed,
+    extra: list[dict[str, Any]],
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """mycni-full for node 1, with the reference plugins appended."""
-    path = cluster.render(testbed, testbed.node1, "mycni-full")
+    path = cluster.render(testbed, testbed.node1, "mycni-full", overrides)
     conflist: dict[str, Any] = json.loads(path.read_text())
     conflist["plugins"] += [dict(plugin) for plugin in extra]
     return conflist
@@ -100,12 +104,15 @@ class Attached:
 
 @contextmanager
 def attached(
-    testbed: tb.Testbed, extra: list[dict[str, Any]], caps: dict[str, Any]
+    testbed: tb.Testbed,
+    extra: list[dict[str, Any]],
+    caps: dict[str, Any],
+    overrides: dict[str, Any] | None = None,
 ) -> Iterator[Attached]:
     """ADD the chain, yield, then DEL twice and check nothing of it is left; DEL
     also runs when ADD failed, as a runtime does."""
     node = testbed.node1
-    conflist = chained(testbed, extra)
+    conflist = chained(testbed, extra, overrides)
     pod = testbed.add_pod("ref")
     cid = f"{testbed.name}-ref"
     try:
@@ -125,11 +132,21 @@ def attached(
     assert tb.list_links(pod.name) == {"lo"}
 
 
-def assert_result_is_vxlans(testbed: tb.Testbed, at: Attached) -> None:
+def shaped(caps: dict[str, Any]) -> bool:
+    """A bandwidth limit keeps the pod off the fast path (ebpf-redirect declares
+    the bandwidth capability): redirected frames would pass the shaping qdiscs."""
+    return bool(caps.get("bandwidth"))
+
+
+def assert_result_is_vxlans(
+    testbed: tb.Testbed, at: Attached, fast: bool = True
+) -> None:
     """The list's final result is still the one vxlan built (prevResult passed on)."""
     node = testbed.node1
     subnet = cluster.pod_subnet(testbed, node)
-    host, eth0 = at.result["interfaces"]
+    # bandwidth with an egress limit appends its ifb device after vxlan's two.
+    host, eth0, *ifb = at.result["interfaces"]
+    assert [i["name"] for i in ifb] == sorted(bandwidth_links(node))
     assert host["name"] in cluster.host_links(node) and "sandbox" not in host
     assert eth0 == {"name": "eth0", "mac": eth0["mac"], "sandbox": str(at.pod.path)}
     assert at.result["ips"] == [
@@ -139,7 +156,8 @@ def assert_result_is_vxlans(testbed: tb.Testbed, at: Attached) -> None:
     assert ipaddress.ip_address(at.ip) in subnet
     leases = [(lease[2], lease[3]) for lease in cluster.leases(node)]
     assert leases == [(at.ip, at.container_id)]
-    assert cluster.endpoints(node) == {at.ip: cluster.ifindex(node, at.host_veth)}
+    fast_entry = {at.ip: cluster.ifindex(node, at.host_veth)}
+    assert cluster.endpoints(node) == (fast_entry if fast else {})
     assert tb.ping(at.pod.name, str(subnet[1]))  # the chain still forwards
 
 
@@ -151,7 +169,7 @@ def test_reference_plugins_after_ebpf_redirect_add_and_del_twice(
 ) -> None:
     node = testbed.node1
     with attached(testbed, extra, caps) as at:
-        assert_result_is_vxlans(testbed, at)
+        assert_result_is_vxlans(testbed, at, fast=not shaped(caps))
         if "portMappings" in caps:
             rules = "\n".join(nat_rules(node))  # in the node namespace
             assert f"--dport {HOST_PORT}" in rules and f"{at.ip}:80" in rules
@@ -182,18 +200,39 @@ def test_check_passes_over_the_whole_chain(
         )
 
 
+def tbf_packets(node: tb.Node, dev: str) -> int:
+    """Packets the tbf qdisc on dev has sent: what bandwidth's shaping saw."""
+    out = node.run(["tc", "-s", "-j", "qdisc", "show", "dev", dev]).stdout
+    return sum(int(q["packets"]) for q in json.loads(out) if q["kind"] == "tbf")
+
+
 @pytest.mark.root
 @needs_reference
-@pytest.mark.xfail(
-    strict=True,
-    raises=tb.CniCommandError,
-    reason="ebpf-redirect puts a clsact qdisc on the host veth; bandwidth 1.1.1 "
-    "shapes pod egress through an ingress qdisc there: ADD fails with 'create "
-    "ingress qdisc: file exists' (and with bandwidth first, ebpf-redirect's "
-    "'tc qdisc replace clsact' fails with code 102)",
-)
-def test_bandwidth_egress_limit_after_ebpf_redirect(testbed: tb.Testbed) -> None:
+@pytest.mark.parametrize("mode", ["tcx", "tc"])
+def test_bandwidth_egress_limit_after_ebpf_redirect_shapes_both_ways(
+    testbed: tb.Testbed, mode: str
+) -> None:
+    """Pod egress is shaped on an ingress qdisc of the host veth (through an ifb),
+    pod ingress on the veth's root qdisc. Once failed: 'create ingress qdisc: file
+    exists' beside our clsact. A shaped pod now takes the stack path, in either
+    attach mode, so both directions pass bandwidth's qdiscs."""
+    node = testbed.node1
     caps = {"bandwidth": INGRESS | EGRESS}
-    with attached(testbed, [BANDWIDTH], caps) as at:
-        assert_result_is_vxlans(testbed, at)
-        assert len(bandwidth_links(testbed.node1)) == 1  # the ifb for pod egress
+    overrides = {"ebpf-redirect.attachMode": mode}
+    neighbours = cluster.Network(testbed, "mycni-full", overrides)
+    with attached(testbed, [BANDWIDTH], caps, overrides) as at:
+        assert_result_is_vxlans(testbed, at, fast=False)
+        (ifb,) = bandwidth_links(node)
+        other = neighbours.add(node)  # an unshaped pod, on the fast path
+        assert other.ip in cluster.endpoints(node)
+        before = (tbf_packets(node, ifb), tbf_packets(node, at.host_veth))
+        redirected = cluster.stats(node)["REDIRECTED"]
+
+        assert tb.ping(at.pod.name, other.ip, count=3)
+        assert tb.ping(other.pod.name, at.ip, count=3)
+        after = (tbf_packets(node, ifb), tbf_packets(node, at.host_veth))
+        assert after[0] >= before[0] + 6, "pod egress: 3 requests, 3 replies"
+        assert after[1] >= before[1] + 6, "pod ingress: 3 replies, 3 requests"
+        assert cluster.stats(node)["REDIRECTED"] == redirected
+        node.driver.check(at.conflist, at.pod, at.container_id, capability_args=caps)
+        neighbours.delete(other)

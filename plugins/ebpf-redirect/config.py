@@ -41,6 +41,8 @@ class EbpfConf:
     fast_path: bool = True
     # "auto" (tcx where the kernel has it, else tc), "tcx" or "tc": hook.py.
     attach_mode: str = "auto"
+    # runtimeConfig.bandwidth asks for a rate limit: see plugin.py.
+    shaped: bool = False
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> EbpfConf:
@@ -55,6 +57,7 @@ class EbpfConf:
             vxlan_device=_vxlan_device(config),
             fast_path=fields.boolean(config, "fastPath", True),
             attach_mode=_attach_mode(config),
+            shaped=_shaped(config),
         )
 
 
@@ -88,3 +91,27 @@ def _attach_mode(config: dict[str, Any]) -> str:
         )
     return str(value)
 
+
+def _shaped(config: dict[str, Any]) -> bool:
+    """Whether runtimeConfig.bandwidth (the `bandwidth` capability) sets a rate.
+
+    The reference bandwidth plugin shapes a pod on its host veth: its egress on an
+    ingress qdisc there, its ingress on the veth's root qdisc. bpf_redirect_peer and
+    bpf_redirect_neigh pass neither, so a shaped pod must take the stack path.
+    """
+    runtime = config.get("runtimeConfig")
+    bandwidth = runtime.get("bandwidth") if isinstance(runtime, dict) else None
+    if bandwidth is None:
+        return False
+    if not isinstance(bandwidth, dict):
+        raise InvalidConfig(
+            f"runtimeConfig.bandwidth: expected an object, got {bandwidth!r}"
+        )
+    rates = ("ingressRate", "egressRate")
+    for key in rates:
+        value = bandwidth.get(key, 0)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise InvalidConfig(
+                f"runtimeConfig.bandwidth.{key}: {value!r} is not a rate in bits/s"
+            )
+    return any(bandwidth.get(key, 0) > 0 for key in rates)

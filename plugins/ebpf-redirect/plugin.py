@@ -29,8 +29,12 @@ from .state import Record, Store
 log = logging.getLogger(__name__)
 
 DISABLED = "fastPath is false in the config"
+SHAPED = (
+    "runtimeConfig.bandwidth limits this pod, and the shaping qdiscs on its veth "
+    "see only the host stack path"
+)
 # Chosen by the config, not forced by the kernel: CHECK and STATUS accept these.
-INTENDED = (DISABLED,)
+INTENDED = (DISABLED, SHAPED)
 
 
 def cmd_add(req: Request) -> Result | PassThrough:
@@ -200,8 +204,8 @@ def _record(req: Request, conf: EbpfConf, host: links.Link, want: Attachment) ->
         pod_mac=":".join(f"{b:02x}" for b in want.pod_mac),
         ips=want.ips,
         priority=conf.priority,
-        mode="fast" if conf.fast_path else "stack",
-        reason="" if conf.fast_path else DISABLED,
+        mode="fast" if conf.fast_path and not conf.shaped else "stack",
+        reason=DISABLED if not conf.fast_path else SHAPED if conf.shaped else "",
     )
 
 

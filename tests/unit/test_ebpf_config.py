@@ -79,3 +79,38 @@ def test_invalid_overlay_and_mode_values_are_named(
     with pytest.raises(InvalidConfig) as info:
         EbpfConf.from_config({"name": "net1", **config})
     assert info.value.msg.startswith(f"{where}: ")
+
+
+def test_attach_mode_and_shaping_from_runtime_config() -> None:
+    conf = EbpfConf.from_config({"name": "net1"})
+    assert (conf.attach_mode, conf.shaped) == ("auto", False)
+    for mode in ("auto", "tcx", "tc"):
+        assert (
+            EbpfConf.from_config({"name": "n", "attachMode": mode}).attach_mode == mode
+        )
+    limits = [({"ingressRate": 1000}, True), ({"egressRate": 8}, True),
+              ({"ingressRate": 0, "egressRate": 0}, False), ({}, False)]  # fmt: skip
+    for bandwidth, shaped in limits:
+        runtime = {"runtimeConfig": {"bandwidth": bandwidth}}
+        assert EbpfConf.from_config({"name": "n", **runtime}).shaped is shaped
+
+
+@pytest.mark.parametrize(
+    ("config", "where"),
+    [
+        ({"attachMode": "xdp"}, "attachMode"),
+        ({"attachMode": None}, "attachMode"),
+        ({"runtimeConfig": {"bandwidth": [1]}}, "runtimeConfig.bandwidth"),
+        ({"runtimeConfig": {"bandwidth": {"egressRate": "1M"}}},
+         "runtimeConfig.bandwidth.egressRate"),
+        ({"runtimeConfig": {"bandwidth": {"ingressRate": -1}}},
+         "runtimeConfig.bandwidth.ingressRate"),
+    ],
+    ids=["mode-xdp", "mode-null", "bw-list", "bw-string-rate", "bw-negative"],
+)  # fmt: skip
+def test_invalid_attach_mode_and_bandwidth_are_named(
+    config: dict[str, Any], where: str
+) -> None:
+    with pytest.raises(InvalidConfig) as info:
+        EbpfConf.from_config({"name": "net1", **config})
+    assert info.value.msg.startswith(f"{where}: ")
