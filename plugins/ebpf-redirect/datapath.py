@@ -11,10 +11,10 @@ import logging
 import os
 from contextlib import ExitStack
 from dataclasses import dataclass
-from ipaddress import IPv4Address
 from pathlib import Path
 
 from libcni.errors import BpfFailure
+from libcni.types import IPAddress
 
 from . import command, maps, overlay, program, tc, upgrade
 from .bpfobj import FROM_OVERLAY, FROM_POD, ObjectSpec
@@ -42,7 +42,7 @@ class PodLink:
 
     host: Link
     pod_mac: bytes
-    ips: tuple[IPv4Address, ...]
+    ips: tuple[IPAddress, ...]
 
 
 def forced_unavailable() -> str:
@@ -71,8 +71,9 @@ def attach_pod(conf: EbpfConf, pod: PodLink) -> str:
         ours = [_load(pins, conf, FROM_POD)]
         _attach(pod.host.name, conf.priority, pins.program, ours, undo)
         for ip in pod.ips:
-            maps.put_endpoint(pins.ep4, ip, endpoint)
-            undo.callback(maps.delete_endpoint_quietly, pins.ep4, ip, pod.host.index)
+            pin = pins.endpoint_map(ip)
+            maps.put_endpoint(pin, ip, endpoint)
+            undo.callback(maps.delete_endpoint_quietly, pin, ip, pod.host.index)
         device = ensure_overlay(conf, pins)
         undo.pop_all()
     return device.name if device else ""
@@ -98,7 +99,7 @@ def detach_pod(
     host: Link | None,
     host_ifindex: int,
     priority: int,
-    ips: tuple[IPv4Address, ...],
+    ips: tuple[IPAddress, ...],
 ) -> None:
     """Remove the pod's endpoint entries and our filter on its veth, if still there.
 
@@ -106,7 +107,7 @@ def detach_pod(
     and stay; a filter that is not ours stays too.
     """
     for ip in ips:
-        maps.delete_endpoint_quietly(pins.ep4, ip, host_ifindex)
+        maps.delete_endpoint_quietly(pins.endpoint_map(ip), ip, host_ifindex)
     if host is not None and host.index == host_ifindex:
         tc.detach_quietly(host.name, priority, program.pinned_programs_quietly(pins))
 
