@@ -132,6 +132,16 @@ def endpoints(node: tb.Node) -> dict[str, int]:
     return {str(ip): ep.ifindex for ip, ep in maps.dump_endpoints(ep4).items()}
 
 
+def endpoints6(node: tb.Node) -> dict[str, int]:
+    """Pod IPv6 address -> host veth ifindex, as the node's mycni_ep6 holds them."""
+    from mycni_ebpf_redirect import maps, pins
+
+    ep6 = pins.Pins(node.pin_root).ep6
+    if not ep6.exists():
+        return {}
+    return {str(ip): ep.ifindex for ip, ep in maps.dump_endpoints(ep6).items()}
+
+
 def tc_filters(node: tb.Node, dev: str) -> list[dict[str, Any]]:
     out = node.run(["tc", "-j", "filter", "show", "dev", dev, "ingress"], check=False)
     return list(json.loads(out.stdout or "[]")) if out.returncode == 0 else []
