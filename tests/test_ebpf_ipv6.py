@@ -73,6 +73,30 @@ def test_same_node_flows_of_both_families_are_redirected(dual: Network) -> None:
         at.node.driver.check(dual.conflist(node), at.pod, at.container_id)
 
 
+@pytest.mark.root
+def test_cross_node_flows_of_both_families_take_neigh_out_and_peer_in(
+    dual: Network,
+) -> None:
+    n1, n2 = dual.bed.nodes
+    a, c = dual.add(n1), dual.add(n2)
+    for ip, family in ((c.ip6, "_V6"), (c.ip, "")):
+        before1, before2 = cluster.stats(n1), cluster.stats(n2)
+        exchange(a, c, ip)
+        out, into = moved(n1, before1), moved(n2, before2)
+        if family:
+            sent, received = (
+                out["REDIRECTED_NEIGH_V6"],
+                into["REDIRECTED_OVERLAY_IN_V6"],
+            )
+        else:
+            sent = ipv4_share(out, "REDIRECTED_NEIGH")
+            received = ipv4_share(into, "REDIRECTED_OVERLAY_IN")
+        # Every echo request leaves node 1 by redirect_neigh and enters node 2's
+        # pod by redirect_peer (the replies take the mirror path).
+        assert sent >= PINGS and received >= PINGS, (ip, out, into)
+        assert ipv4_share(out, "REDIRECTED_NEIGH") == (0 if family else sent)
+
+
 def bpftool_ep6(node: tb.Node, verb: str, ip: str) -> None:
     key = ["key", "hex", *(f"{b:02x}" for b in IPv6Address(ip).packed)]
     node.run(["bpftool", "map", verb, "pinned", str(Pins(node.pin_root).ep6), *key])
@@ -139,3 +163,17 @@ def test_inspect_lists_ipv6_endpoints_and_explains_same_node_paths(
     assert (
         "mycni_ep6[" in inspect(node, "explain", a.ip6, b.ip6)["steps"]["destination"]
     )
+
+
+@pytest.mark.root
+def test_explain_agrees_on_the_cross_node_ipv6_paths(dual: Network) -> None:
+    n1, n2 = dual.bed.nodes
+    a, c = dual.add(n1), dual.add(n2)
+    cases = [
+        (n1, a.ip6, c.ip6, "REDIRECTED_NEIGH_V6"),  # out of node 1
+        (n2, a.ip6, c.ip6, "REDIRECTED_OVERLAY_IN_V6"),  # into node 2's pod
+    ]
+    for node, src, dst, counter in cases:
+        found = inspect(node, "explain", src, dst)
+        assert found["expected"] == {"verdict": 7, "counter": counter}, found
+        assert found["agrees"] is True, found
