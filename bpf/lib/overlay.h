@@ -36,7 +36,10 @@ static __always_inline int is_overlay(__u32 ifindex)
  * goes to the stack, which fragments it or sends ICMP "fragmentation needed" /
  * ICMPv6 "packet too big". bpf_redirect_neigh() (kernel 5.10) fills in the
  * Ethernet header from the neighbour table for the gateway (the remote VTEP, a
- * permanent entry made by the vxlan plugin), so NO_NEIGH is as good as SUCCESS.
+ * permanent entry made by the vxlan plugin), so NO_NEIGH is taken as well. The
+ * kernel checks the MTU for a SUCCESS result only; with the permanent VTEP entry
+ * that is the result every lookup gets. Not handled yet: a NO_NEIGH result (a
+ * next hop without a neighbour entry) is redirected without the MTU check.
  *
  * The next hop's family is the one the FIB returns, not the packet's: an IPv4
  * route may have an IPv6 gateway (RFC 5549), and then the kernel sets
