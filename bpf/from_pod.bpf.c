@@ -3,9 +3,10 @@
  * Attached to the ingress of each host-side pod veth (tc clsact, direct action).
  * A frame to another pod on this node goes straight to the destination's veth
  * peer with bpf_redirect_peer(); a frame the FIB routes into one of our VXLAN
- * devices goes there with bpf_redirect_neigh(). Both skip the host's IP stack.
- * Everything else (the node itself, the underlay, the outside world, non-IPv4,
- * TTL 1) continues to the host stack unchanged.
+ * devices goes there with bpf_redirect_neigh(). Both skip the host's IP stack,
+ * for IPv4 and IPv6 alike. Everything else (the node itself, the underlay, the
+ * outside world, other protocols, TTL or hop limit 1, IPv6 neighbour discovery,
+ * link-local and multicast) continues to the host stack unchanged.
  */
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
@@ -14,44 +15,29 @@
 #include "lib/deliver.h"
 #include "lib/endpoint.h"
 #include "lib/eth_ipv4.h"
+#include "lib/eth_ipv6.h"
 #include "lib/overlay.h"
 #include "lib/stats.h"
 
-#define AF_INET 2
-
 /*
- * Send to another node through the VXLAN device the FIB picks. Returns the
- * verdict, 0 to leave the frame to the stack, or a negative STAT_DROP_* reason.
- *
- * tot_len 0 makes the kernel check the skb against the egress MTU itself, GSO
- * included (bpf_skb_fib_lookup, net/core/filter.c); a frame that does not fit
- * goes to the stack, which fragments it or sends ICMP "fragmentation needed".
- * bpf_redirect_neigh() (kernel 5.10) fills in the Ethernet header from the
- * neighbour table for the gateway (the remote VTEP, a permanent entry made by
- * the vxlan plugin), so NO_NEIGH is as good as SUCCESS here. The netfilter
- * FORWARD hooks are skipped on this path, as on every redirect.
+ * Each handler below returns the verdict, 0 to leave the frame to the stack, or a
+ * negative STAT_DROP_* reason. The netfilter FORWARD hooks are skipped on every
+ * redirect.
  */
-static __always_inline int redirect_to_overlay(struct __sk_buff *skb, struct iphdr *iph)
+
+static __always_inline int ipv4_to_overlay(struct __sk_buff *skb, struct iphdr *iph)
 {
 	struct bpf_fib_lookup fib = {};
 	struct bpf_redir_neigh nh = {};
 	int reason;
-	long rc;
 
 	fib.family = AF_INET;
 	fib.tos = iph->tos;
 	fib.l4_protocol = iph->protocol;
 	fib.ipv4_src = iph->saddr;
 	fib.ipv4_dst = iph->daddr;
-	fib.ifindex = skb->ingress_ifindex;
-	rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
-	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
+	if (!fib_to_overlay(skb, &fib, &nh))
 		return 0;
-	if (!is_overlay(fib.ifindex))
-		return 0;
-	/* After the lookup ipv4_dst holds the next hop: the remote VTEP. */
-	nh.nh_family = AF_INET;
-	nh.ipv4_nh = fib.ipv4_dst;
 	reason = decrement_ttl(skb, iph);
 	if (reason < 0)
 		return reason;
@@ -59,36 +45,113 @@ static __always_inline int redirect_to_overlay(struct __sk_buff *skb, struct iph
 	return bpf_redirect_neigh(fib.ifindex, &nh, sizeof(nh), 0);
 }
 
+static __always_inline int from_pod_ipv4(struct __sk_buff *skb, struct iphdr *iph)
+{
+	struct endpoint *ep;
+	int reason;
+
+	/* The stack must see TTL 1 to send ICMP time exceeded (RFC 1812 5.3.1). */
+	if (iph->ttl <= 1)
+		return 0;
+	ep = lookup_endpoint4(iph->daddr);
+	if (!ep)
+		return ipv4_to_overlay(skb, iph);
+	/* A frame from a pod's veth already has PACKET_HOST: no fix-up. */
+	reason = decrement_ttl(skb, iph);
+	if (reason < 0)
+		return reason;
+	reason = set_pod_macs(skb, ep);
+	if (reason < 0)
+		return reason;
+	count(STAT_REDIRECTED);
+	return redirect_to_pod(ep);
+}
+
+static __always_inline int ipv6_to_overlay(struct __sk_buff *skb, struct ipv6hdr *ip6h)
+{
+	struct bpf_fib_lookup fib = {};
+	struct bpf_redir_neigh nh = {};
+	int reason;
+
+	fib.family = AF_INET6;
+	/* Traffic class and flow label, as ip6_route_input builds its flow key. */
+	fib.flowinfo = *(__be32 *)ip6h & bpf_htonl(0x0fffffff);
+	fib.l4_protocol = ip6h->nexthdr;
+	__builtin_memcpy(fib.ipv6_src, &ip6h->saddr, sizeof(fib.ipv6_src));
+	__builtin_memcpy(fib.ipv6_dst, &ip6h->daddr, sizeof(fib.ipv6_dst));
+	if (!fib_to_overlay(skb, &fib, &nh))
+		return 0;
+	reason = decrement_hop_limit(skb, ip6h);
+	if (reason < 0)
+		return reason;
+	count(STAT_REDIRECTED_NEIGH);
+	count(STAT_REDIRECTED_NEIGH_V6);
+	return bpf_redirect_neigh(fib.ifindex, &nh, sizeof(nh), 0);
+}
+
+static __always_inline int from_pod_ipv6(struct __sk_buff *skb, struct ipv6hdr *ip6h)
+{
+	struct endpoint *ep;
+	int reason;
+
+	/* The stack sends ICMPv6 time exceeded (RFC 4443 3.3) for hop limit 1. */
+	if (ip6h->hop_limit <= 1)
+		return 0;
+	if (ipv6_for_stack(skb, ip6h))
+		return 0;
+	ep = lookup_endpoint6(&ip6h->daddr);
+	if (!ep)
+		return ipv6_to_overlay(skb, ip6h);
+	reason = decrement_hop_limit(skb, ip6h);
+	if (reason < 0)
+		return reason;
+	reason = set_pod_macs(skb, ep);
+	if (reason < 0)
+		return reason;
+	count(STAT_REDIRECTED);
+	count(STAT_REDIRECTED_V6);
+	return redirect_to_pod(ep);
+}
+
 SEC("tc")
 int from_pod(struct __sk_buff *skb)
 {
+	struct ipv6hdr *ip6h = NULL;
 	struct iphdr *iph = NULL;
-	struct endpoint *ep;
 	int reason;
 
 	reason = parse_ipv4(skb, &iph);
 	if (reason < 0)
 		goto drop;
-	if (reason == 0 || !iph)
-		goto pass;	/* not IPv4 */
-	/* The stack must see TTL 1 to send ICMP time exceeded (RFC 1812 5.3.1). */
-	if (iph->ttl <= 1)
-		goto pass;
-	ep = lookup_endpoint(iph->daddr);
-	if (ep) {
-		/* A frame from a pod's veth already has PACKET_HOST: no fix-up. */
-		reason = redirect_to_pod(skb, iph, ep, STAT_REDIRECTED);
+	if (reason > 0 && iph) {
+		reason = from_pod_ipv4(skb, iph);
 	} else {
-		reason = redirect_to_overlay(skb, iph);
-		if (reason == 0)
-			goto pass;	/* not for the overlay: the stack routes it */
+		reason = parse_ipv6(skb, &ip6h);
+		if (reason < 0)
+			goto drop;
+		if (reason == 0 || !ip6h)
+			goto pass;	/* neither IPv4 nor IPv6 */
+		reason = from_pod_ipv6(skb, ip6h);
+		if (reason == 0) {
+			count(STAT_PASSED_V6);
+			goto pass;
+		}
 	}
+	if (reason == 0)
+		goto pass;
 	if (reason < 0)
 		goto drop;
 	return reason;
 pass:
+	/*
+	 * TC_ACT_UNSPEC, not TC_ACT_OK: under tcx (kernel 6.6+) it is TCX_NEXT, so
+	 * later tcx programs and the classic tc filters behind them (e.g. the
+	 * reference bandwidth plugin's ingress qdisc) still see the frame, where
+	 * TC_ACT_OK would end ingress processing and skip them. In clsact
+	 * direct-action mode it also goes on to the next filter, then the stack.
+	 */
 	count(STAT_PASSED);
-	return TC_ACT_OK;
+	return TC_ACT_UNSPEC;
 drop:
 	count(-reason);
 	return TC_ACT_SHOT;

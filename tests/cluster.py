@@ -21,7 +21,23 @@ def pod_subnet(bed: tb.Testbed, node: tb.Node) -> ipaddress.IPv4Network:
     return ipaddress.IPv4Network(f"10.{octet}.{node.index}.0/24")
 
 
-def node_list(bed: tb.Testbed) -> list[dict[str, str]]:
+def pod_subnet6(bed: tb.Testbed, node: tb.Node) -> ipaddress.IPv6Network:
+    """fd6d:0:<testbed octet>:<node index>::/64, the IPv6 twin of pod_subnet."""
+    octet = bed.subnet.network_address.packed[2]
+    return ipaddress.IPv6Network(f"fd6d:0:{octet}:{node.index}::/64")
+
+
+def node_list(bed: tb.Testbed, *, dual_stack: bool = False) -> list[dict[str, Any]]:
+    """Every node of the testbed; with dual_stack, `podSubnets` holds both families."""
+    if dual_stack:
+        return [
+            {
+                "name": node.name,
+                "underlayAddress": str(node.address.ip),
+                "podSubnets": [str(pod_subnet(bed, node)), str(pod_subnet6(bed, node))],
+            }
+            for node in bed.nodes
+        ]
     return [
         {
             "name": node.name,
@@ -32,6 +48,18 @@ def node_list(bed: tb.Testbed) -> list[dict[str, str]]:
     ]
 
 
+def ranges(
+    bed: tb.Testbed, node: tb.Node, *, dual_stack: bool = False
+) -> list[list[dict[str, str]]]:
+    """host-local style range sets of the node's pod subnet(s), gateway first."""
+    subnets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = [
+        pod_subnet(bed, node)
+    ]
+    if dual_stack:
+        subnets.append(pod_subnet6(bed, node))
+    return [[{"subnet": str(s), "gateway": str(s[1])}] for s in subnets]
+
+
 def render(
     bed: tb.Testbed,
     node: tb.Node,
@@ -39,25 +67,26 @@ def render(
     overrides: Mapping[str, Any] | None = None,
     *,
     filename: str = "net.conflist",
+    dual_stack: bool = False,
 ) -> Path:
     """Write `source` (a conflist of conflists/) for `node` of `bed`; return its path.
 
     The vxlan plugin gets the testbed's node list and a vni of its own; the IPAM (of
-    vxlan or of any plugin that has one) hands out addresses of this node's pod subnet.
+    vxlan or of any plugin that has one) hands out addresses of this node's pod subnet
+    (with dual_stack, of its IPv4 and its IPv6 pod subnet: one range set each).
     """
-    subnet = pod_subnet(bed, node)
     conflist = node.render_conflist(source)
     conflist["name"] = f"{bed.name}-net"
     for plugin in conflist.get("plugins", []):
         if plugin.get("type") == "vxlan":
-            plugin["nodes"] = node_list(bed)
+            plugin["nodes"] = node_list(bed, dual_stack=dual_stack)
             plugin["vni"] = 100 + bed.subnet.network_address.packed[2]
             plugin["stateDir"] = str(node.state_dir / "vxlan-state")
         if plugin.get("type") == "ebpf-redirect":
             plugin["stateDir"] = str(node.state_dir / "ebpf-state")
         ipam = plugin.get("ipam")
         if isinstance(ipam, dict) and "ranges" in ipam:
-            ipam["ranges"] = [[{"subnet": str(subnet), "gateway": str(subnet[1])}]]
+            ipam["ranges"] = ranges(bed, node, dual_stack=dual_stack)
     conflist = tb.render_conflist(conflist, overrides)
     path = node.state_dir / filename
     path.write_text(json.dumps(conflist, indent=2))
@@ -82,6 +111,10 @@ def node_routes(node: tb.Node) -> list[str]:
     return node.run(["ip", "-4", "route", "show"]).stdout.splitlines()
 
 
+def node_routes6(node: tb.Node) -> list[str]:
+    return node.run(["ip", "-6", "route", "show"]).stdout.splitlines()
+
+
 def stats(node: tb.Node) -> dict[str, int]:
     """The fast path's counters on a node, summed over CPUs, by name."""
     from mycni_ebpf_redirect import maps, pins
@@ -98,6 +131,16 @@ def endpoints(node: tb.Node) -> dict[str, int]:
     if not ep4.exists():
         return {}
     return {str(ip): ep.ifindex for ip, ep in maps.dump_endpoints(ep4).items()}
+
+
+def endpoints6(node: tb.Node) -> dict[str, int]:
+    """Pod IPv6 address -> host veth ifindex, as the node's mycni_ep6 holds them."""
+    from mycni_ebpf_redirect import maps, pins
+
+    ep6 = pins.Pins(node.pin_root).ep6
+    if not ep6.exists():
+        return {}
+    return {str(ip): ep.ifindex for ip, ep in maps.dump_endpoints(ep6).items()}
 
 
 def tc_filters(node: tb.Node, dev: str) -> list[dict[str, Any]]:
@@ -204,6 +247,15 @@ class PodAt:
         return str(self.result["ips"][0]["address"].split("/")[0])
 
     @property
+    def ip6(self) -> str:
+        """The pod's first IPv6 address."""
+        return next(
+            str(ip["address"].split("/")[0])
+            for ip in self.result["ips"]
+            if ":" in ip["address"]
+        )
+
+    @property
     def host_veth(self) -> str:
         return str(self.result["interfaces"][0]["name"])
 
@@ -217,9 +269,12 @@ class Network:
     overrides: dict[str, Any] = field(default_factory=dict)
     pods: list[PodAt] = field(default_factory=list)
     _ids: Iterator[int] = field(default_factory=itertools.count)
+    dual_stack: bool = False  # IPv4 and IPv6 pod subnets on every node
 
     def conflist(self, node: tb.Node) -> Path:
-        return render(self.bed, node, self.source, self.overrides)
+        return render(
+            self.bed, node, self.source, self.overrides, dual_stack=self.dual_stack
+        )
 
     def add(self, node: tb.Node, ifname: str = "eth0") -> PodAt:
         pod = self.bed.add_pod(f"p{node.index}")

@@ -1,5 +1,6 @@
-"""`make demo`: two nodes with two pods each on the full chain, a connectivity matrix
-that says which path every flow took, then everything removed again.
+"""`make demo`: two nodes with two dual-stack pods each on the full chain, a
+connectivity matrix per address family that says which path every flow took, then
+everything removed again.
 
 Run as root from the repository after `make build driver`: python -m tests.demo
 """
@@ -27,14 +28,16 @@ class Target:
 
 
 def probe(src: PodAt, dst: Target, nodes: tuple[tb.Node, ...]) -> tuple[bool, str]:
-    """Ping and a TCP exchange; which path they took, from the programs' counters."""
-    before = counted(nodes)
+    """Ping and a TCP exchange; which path they took, from the programs' counters
+    of dst's address family."""
+    v6 = ":" in dst.ip
+    before = counted(nodes, v6)
     ok = tb.ping(src.pod.name, dst.ip, count=PINGS)
     try:
         ok = ok and tb.tcp_exchange(src.pod.name, dst.ns, dst.ip).reply == "hello mycni"
     except tb.CommandFailed:
         ok = False
-    after = counted(nodes)
+    after = counted(nodes, v6)
     moved = {name: after[name] - before[name] for name in after}
     if moved["REDIRECTED"] >= 2 * PINGS:
         return ok, "redirect"
@@ -47,10 +50,17 @@ def probe(src: PodAt, dst: Target, nodes: tuple[tb.Node, ...]) -> tuple[bool, st
     return ok, "vxlan" if dst.is_pod else "underlay"
 
 
-def counted(nodes: tuple[tb.Node, ...]) -> dict[str, int]:
-    """The redirect counters of all nodes, summed."""
+def counted(nodes: tuple[tb.Node, ...], v6: bool) -> dict[str, int]:
+    """The redirect counters of all nodes, summed, for one family: the *_V6 ones
+    for IPv6, the rest of each path counter (which counts both) for IPv4."""
     names = ("REDIRECTED", "REDIRECTED_NEIGH", "REDIRECTED_OVERLAY_IN")
-    return {name: sum(cluster.stats(n)[name] for n in nodes) for name in names}
+    total = dict.fromkeys(names, 0)
+    for node in nodes:
+        stats = cluster.stats(node)
+        for name in names:
+            v6_share = stats[f"{name}_V6"]
+            total[name] += v6_share if v6 else stats[name] - v6_share
+    return total
 
 
 def paint(text: str, ok: bool) -> str:
@@ -59,24 +69,30 @@ def paint(text: str, ok: bool) -> str:
     return f"\033[{32 if ok else 31}m{text}\033[0m"
 
 
-def show_matrix(bed: tb.Testbed, pods: list[PodAt]) -> int:
-    def short(p: PodAt) -> str:
-        return f"pod{pods.index(p)}@node{p.node.index}"
+def short(pods: list[PodAt], p: PodAt) -> str:
+    return f"pod{pods.index(p)}@node{p.node.index}"
 
-    targets = [Target(short(p), p.pod.name, p.ip, p.node, True) for p in pods]
-    targets += [
-        Target(f"node{n.index}", n.name, str(n.address.ip), n, False) for n in bed.nodes
-    ]
-    for p in pods:
-        print(
-            f"  {short(p):<14} {p.ip:<15} netns {p.pod.name}, host veth {p.host_veth}"
-        )
+
+def show_matrix(bed: tb.Testbed, pods: list[PodAt], v6: bool) -> int:
+    """One family's matrix. The nodes have no IPv6 underlay address, so the IPv6
+    matrix has pods only."""
+    if v6:
+        targets = [
+            Target(short(pods, p), p.pod.name, p.ip6, p.node, True) for p in pods
+        ]
+    else:
+        targets = [Target(short(pods, p), p.pod.name, p.ip, p.node, True) for p in pods]
+        targets += [
+            Target(f"node{n.index}", n.name, str(n.address.ip), n, False)
+            for n in bed.nodes
+        ]
     print(
-        "\nfrom \\ to".ljust(WIDTH + 1) + "".join(t.label.ljust(WIDTH) for t in targets)
+        f"\n{'IPv6' if v6 else 'IPv4'} from \\ to".ljust(WIDTH + 1)
+        + "".join(t.label.ljust(WIDTH) for t in targets)
     )
     failures = 0
     for src in pods:
-        row = short(src).ljust(WIDTH)
+        row = short(pods, src).ljust(WIDTH)
         for dst in targets:
             if dst.ns == src.pod.name:
                 row += "-".ljust(WIDTH)
@@ -85,6 +101,10 @@ def show_matrix(bed: tb.Testbed, pods: list[PodAt]) -> int:
             failures += not ok
             row += paint(f"{'ok' if ok else 'FAIL'} {path}".ljust(WIDTH), ok)
         print(row)
+    return failures
+
+
+def show_legend() -> None:
     print(
         "\nredirect:   bpf_redirect_peer from the sender's host veth into the peer pod"
         "\nebpf vxlan: bpf_redirect_neigh into the VXLAN device on the way out,"
@@ -93,16 +113,23 @@ def show_matrix(bed: tb.Testbed, pods: list[PodAt]) -> int:
         "\nunderlay:   routed by the node to the other node's address, unencapsulated"
         "\nstack:      through the node's IP stack"
     )
-    return failures
 
 
 def main() -> int:
     with tb.Testbed() as bed:
-        print(f"mycni demo, testbed {bed.name}: vxlan -> mycni-ipam -> ebpf-redirect")
-        net = Network(bed, "mycni-full")
+        print(
+            f"mycni demo, testbed {bed.name}: vxlan -> mycni-ipam -> ebpf-redirect, "
+            "dual-stack pods"
+        )
+        net = Network(bed, "mycni-full", dual_stack=True)
         try:
             pods = [net.add(node) for node in bed.nodes for _ in range(2)]
-            failures = show_matrix(bed, pods)
+            for p in pods:
+                print(f"  {short(pods, p):<14} {p.ip:<15} {p.ip6:<22} "
+                      f"netns {p.pod.name}, host veth {p.host_veth}")  # fmt: skip
+            failures = show_matrix(bed, pods, v6=False)
+            failures += show_matrix(bed, pods, v6=True)
+            show_legend()
         finally:
             net.delete_all()
     verdict = "all flows ok" if not failures else f"{failures} flows FAILED"

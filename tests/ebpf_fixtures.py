@@ -124,3 +124,28 @@ def ipv4_frame(src: str, dst: str, ttl: int = 64, payload: bytes = b"\0" * 8) ->
 
 
 ARP_FRAME = bytes.fromhex("ffffffffffff0200000000bb0806") + b"\0" * 28
+
+
+def ipv6_frame(
+    src: str,
+    dst: str,
+    hop_limit: int = 64,
+    next_header: int = 17,
+    payload: bytes = b"\0" * 8,
+) -> bytes:
+    """Ethernet + IPv6 (UDP by default; no UDP header needed, no IPv6 checksum)."""
+    import ipaddress
+
+    header = struct.pack(
+        "!IHBB16s16s", 6 << 28, len(payload), next_header, hop_limit,
+        ipaddress.IPv6Address(src).packed, ipaddress.IPv6Address(dst).packed,
+    )  # fmt: skip
+    eth = bytes.fromhex("0200000000aa0200000000bb86dd")
+    return eth + header + payload
+
+
+def icmpv6_frame(src: str, dst: str, icmp_type: int, hop_limit: int = 255) -> bytes:
+    """An ICMPv6 message of icmp_type with a 20-byte body (checksum left 0: the
+    program does not check it), e.g. a neighbour solicitation (135)."""
+    body = bytes([icmp_type, 0, 0, 0]) + bytes(20)
+    return ipv6_frame(src, dst, hop_limit, next_header=58, payload=body)

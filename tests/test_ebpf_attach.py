@@ -204,12 +204,20 @@ def test_add_without_prev_result_is_code_7(
     assert error["msg"].startswith("prevResult: missing")
 
 
-def test_truncated_ipv4_from_a_pod_is_dropped(
+@pytest.mark.parametrize(
+    ("ethertype", "stub"),
+    [("0800", "45" + "00" * 9), ("86dd", "60" + "00" * 19)],
+    ids=["ipv4-24-bytes", "ipv6-34-bytes"],
+)
+def test_truncated_ip_header_from_a_pod_is_dropped(
     scratch_node: ScratchNode,  # noqa: F811
     pods: list[str],
     from_pod_object: Path,  # noqa: F811
+    ethertype: str,
+    stub: str,
 ) -> None:
-    """Real traffic covers what PROG_TEST_RUN cannot: a 24-byte IPv4 frame."""
+    """Real traffic covers what PROG_TEST_RUN cannot: a frame cut short inside its
+    IPv4 (10 of 20 bytes) or IPv6 (20 of 40 bytes) header."""
     pins = Pins(scratch_node.pin_root)
     program.ensure_loaded(pins, from_pod_object)
     fd = netns.open_netns(f"/var/run/netns/{scratch_node.netns}")
@@ -234,7 +242,7 @@ def test_truncated_ipv4_from_a_pod_is_dropped(
     send = (
         "import socket; s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW); "
         "s.bind(('eth0', 0)); "
-        "s.send(bytes.fromhex('0200000000aa0200000000bb0800') + b'\\x45' + bytes(9))"
+        f"s.send(bytes.fromhex('0200000000aa0200000000bb{ethertype}{stub}'))"
     )
     run(["nsenter", f"--net=/var/run/netns/{pods[0]}", sys.executable, "-c", send])
     assert maps.read_stats(pins.stats)[Stat.DROP_TRUNCATED] == 1

@@ -72,7 +72,7 @@ def test_explain_agrees_with_the_programs_test_run_on_every_path(
     cases = [
         (n1, a.ip, b.ip, 7, "REDIRECTED"),  # same node
         (n1, a.ip, c.ip, 7, "REDIRECTED_NEIGH"),  # to the other node
-        (n1, a.ip, str(n1.address.ip), 0, "PASSED"),  # to its node: the stack
+        (n1, a.ip, str(n1.address.ip), -1, "PASSED"),  # to its node: the stack
         (n1, c.ip, a.ip, 7, "REDIRECTED_OVERLAY_IN"),  # from the other node
     ]
     for node, src, dst, verdict, counter in cases:
@@ -87,10 +87,11 @@ def test_explain_agrees_with_the_programs_test_run_on_every_path(
     ep4 = str(Pins(n1.pin_root).ep4)
     n1.run(["bpftool", "map", "delete", "pinned", ep4, "key", *b.ip.split(".")])
     found = inspect(n1, "explain", a.ip, b.ip)
-    assert (found["expected"]["verdict"], found["agrees"]) == (0, True), found
+    assert (found["expected"]["verdict"], found["agrees"]) == (-1, True), found
     assert "not in mycni_ep4" in found["steps"]["destination"]
 
     bad = n1.run([str(EXE), "inspect", "--pin-root", str(n1.pin_root), "--state-dir",
                   str(n1.state_dir / "ebpf-state"), "explain", "10.0.0.300", a.ip],
                  check=False)  # fmt: skip
-    assert bad.returncode == 1 and "SRC: '10.0.0.300' is not an IPv4" in bad.stderr
+    assert bad.returncode == 1
+    assert "SRC: '10.0.0.300' is not an IP address" in bad.stderr

@@ -123,3 +123,52 @@ def test_a_misshapen_map_at_the_current_path_is_replaced(
     assert record["mode"] == "fast"
     deleted = plugin(node, "DEL", {**base, "prevResult": prev}, "c0", pods[0])
     assert deleted.returncode == 0, deleted.stdout + deleted.stderr
+
+
+@pytest.mark.root
+def test_layout_2_node_is_migrated_and_its_pods_keep_both_families(
+    testbed: tb.Testbed,
+) -> None:
+    """A live node of layout v2, as the release before IPv6 left it: pins under v2/
+    with mycni_ep4, mycni_stats and mycni_ovl but no mycni_ep6, and records that
+    list IPv4 addresses only. It is made from a live node of the current layout by
+    moving its pins to v2/, unpinning mycni_ep6 and dropping the IPv6 addresses
+    from the records; the programs on the veths are the current ones (the v2
+    sources are not in the tree), which the migration replaces like any of ours."""
+    net = Network(testbed, "mycni-full", dual_stack=True)
+    try:
+        migrate_layout_2(net)
+    finally:
+        net.delete_all()
+
+
+def migrate_layout_2(net: Network) -> None:
+    n1, n2 = net.bed.nodes
+    a, b, c = net.add(n1), net.add(n1), net.add(n2)
+    root = n1.pin_root
+    (root / CURRENT).rename(root / "v2")
+    (root / "v2" / "maps" / "mycni_ep6").unlink()
+    for path in (n1.state_dir / "ebpf-state").rglob("*.json"):
+        record = json.loads(path.read_text())
+        record["ips"] = [ip for ip in record["ips"] if ":" not in ip]
+        path.write_text(json.dumps(record))
+    old = {prog_id(n1, at.host_veth) for at in (a, b)}
+    all_reach([a, b, c])
+
+    d = net.add(n1)  # the first ADD after the upgrade
+    assert sorted(p.name for p in root.iterdir() if "." not in p.name) == [CURRENT]
+    new = program.pinned_program(Pins(root).program).id
+    assert new not in old
+    assert {prog_id(n1, at.host_veth) for at in (a, b, d)} == {new}
+    assert set(cluster.endpoints(n1)) == {a.ip, b.ip, d.ip}
+    # The v2 records do not know a's and b's IPv6 addresses: only pods added from
+    # now on have an mycni_ep6 entry; traffic to the others takes the stack.
+    assert set(cluster.endpoints6(n1)) == {d.ip6}
+
+    all_reach([a, b, c, d])
+    for src, dst in ((a, d), (d, a), (b, d), (a, b)):
+        assert tb.ping(src.pod.name, dst.ip6), f"{src.ip6} -> {dst.ip6}"
+    stats = cluster.stats(n1)
+    assert stats["REDIRECTED_V6"] > 0 and stats["PASSED_V6"] > 0
+    for at in (a, b, d):
+        at.node.driver.check(net.conflist(n1), at.pod, at.container_id)

@@ -1,12 +1,11 @@
-"""What the fast path needs from prevResult: host veth, pod MAC and IPv4 addresses."""
+"""What the fast path needs from prevResult: host veth, pod MAC and IP addresses."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from ipaddress import IPv4Address
 
 from libcni.errors import InvalidConfig
-from libcni.types import Result
+from libcni.types import IPAddress, Result
 
 from .maps import parse_mac
 
@@ -15,7 +14,7 @@ from .maps import parse_mac
 class Attachment:
     host_veth: str
     pod_mac: bytes
-    ips: tuple[IPv4Address, ...]
+    ips: tuple[IPAddress, ...]
 
     @classmethod
     def from_prev_result(cls, prev: Result, ifname: str) -> Attachment:
@@ -45,9 +44,5 @@ class Attachment:
             ) from exc
         # An ips entry without "interface" is taken to belong to the pod (spec
         # 1.0 "ips": the field is optional).
-        ips = tuple(
-            ip.address.ip
-            for ip in prev.ips
-            if isinstance(ip.address.ip, IPv4Address) and ip.interface in (None, index)
-        )
+        ips = tuple(ip.address.ip for ip in prev.ips if ip.interface in (None, index))
         return cls(host_veth=host.name, pod_mac=pod_mac, ips=ips)

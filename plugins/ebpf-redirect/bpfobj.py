@@ -40,13 +40,13 @@ class ObjectSpec:
 FROM_POD = ObjectSpec(
     file_name="from_pod.bpf.o",
     program_section="tc",
-    map_names=("mycni_ep4", "mycni_stats", "mycni_ovl"),
+    map_names=("mycni_ep4", "mycni_ep6", "mycni_stats", "mycni_ovl"),
 )
 # On the VXLAN device: frames from other nodes to local pods.
 FROM_OVERLAY = ObjectSpec(
     file_name="from_overlay.bpf.o",
     program_section="tc",
-    map_names=("mycni_ep4", "mycni_stats"),
+    map_names=("mycni_ep4", "mycni_ep6", "mycni_stats"),
 )
 OBJECTS = (FROM_POD, FROM_OVERLAY)
 

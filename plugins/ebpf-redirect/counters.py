@@ -21,6 +21,11 @@ class Stat(enum.IntEnum):
     REDIRECTED_NEIGH = 7  # pod to another node, into the VXLAN device
     PKT_TYPE_FIXED = 8
     DROP_PKT_TYPE = 9
+    # The IPv6 frames among the path counters above, which count both families.
+    REDIRECTED_V6 = 10
+    PASSED_V6 = 11
+    REDIRECTED_OVERLAY_IN_V6 = 12
+    REDIRECTED_NEIGH_V6 = 13
 
 
 def sum_per_cpu(dump: Iterable[Mapping[str, Any]]) -> dict[Stat, int]:

@@ -11,10 +11,10 @@ import logging
 import os
 from contextlib import ExitStack
 from dataclasses import dataclass
-from ipaddress import IPv4Address
 from pathlib import Path
 
 from libcni.errors import BpfFailure
+from libcni.types import IPAddress
 
 from . import command, hook, maps, overlay, program, tc, tcx, upgrade
 from .bpfobj import FROM_OVERLAY, FROM_POD, ObjectSpec
@@ -42,7 +42,7 @@ class PodLink:
 
     host: Link
     pod_mac: bytes
-    ips: tuple[IPv4Address, ...]
+    ips: tuple[IPAddress, ...]
 
 
 def forced_unavailable() -> str:
@@ -80,8 +80,9 @@ def attach_pod(conf: EbpfConf, pod: PodLink) -> Attached:
         ours = [_load(pins, conf, FROM_POD)]
         mode = _attach(conf, pod.host, pins.program, ours, undo)
         for ip in pod.ips:
-            maps.put_endpoint(pins.ep4, ip, endpoint)
-            undo.callback(maps.delete_endpoint_quietly, pins.ep4, ip, pod.host.index)
+            pin = pins.endpoint_map(ip)
+            maps.put_endpoint(pin, ip, endpoint)
+            undo.callback(maps.delete_endpoint_quietly, pin, ip, pod.host.index)
         device = ensure_overlay(conf, pins)
         undo.pop_all()
     return Attached(mode, device.name if device else "")
@@ -112,7 +113,7 @@ class PodHook:
 
 
 def detach_pod(
-    pins: Pins, host: Link | None, at: PodHook, ips: tuple[IPv4Address, ...]
+    pins: Pins, host: Link | None, at: PodHook, ips: tuple[IPAddress, ...]
 ) -> None:
     """Remove the pod's endpoint entries and our program on its veth, if still there.
 
@@ -121,7 +122,7 @@ def detach_pod(
     recorded ifindex, so it goes even when its veth went first.
     """
     for ip in ips:
-        maps.delete_endpoint_quietly(pins.ep4, ip, at.host_ifindex)
+        maps.delete_endpoint_quietly(pins.endpoint_map(ip), ip, at.host_ifindex)
     same = host is not None and host.index == at.host_ifindex
     ours = program.pinned_programs_quietly(pins) if same else []
     hook.detach_quietly(

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from libcni.errors import CniError, InvalidConfig
+from libcni.types import IPAddress
 
 from . import command, links, maps, program, tc, tcx
 from . import hook as hooks
@@ -20,8 +21,9 @@ from .counters import Stat
 from .pins import Pins
 from .state import Record
 
-TC_ACT_OK, TC_ACT_SHOT, TC_ACT_REDIRECT = 0, 2, 7
+TC_ACT_UNSPEC, TC_ACT_OK, TC_ACT_SHOT, TC_ACT_REDIRECT = -1, 0, 2, 7
 VERDICTS = {
+    TC_ACT_UNSPEC: "TC_ACT_UNSPEC (on to the next filter, then the host stack)",
     TC_ACT_OK: "TC_ACT_OK (on to the host stack)",
     TC_ACT_SHOT: "TC_ACT_SHOT (dropped)",
     TC_ACT_REDIRECT: "TC_ACT_REDIRECT",
@@ -37,8 +39,8 @@ FOREIGN_MAC = bytes.fromhex("020000000001")  # the sender on another node
 
 @dataclass(frozen=True)
 class Explanation:
-    src: IPv4Address
-    dst: IPv4Address
+    src: IPAddress
+    dst: IPAddress
     steps: list[tuple[str, str]] = field(default_factory=list)
     expected_verdict: int | None = None  # None: no program of ours on the path
     expected_counter: str = ""
@@ -74,10 +76,12 @@ class _Hook:
 
 
 def explain(
-    pins: Pins, records: list[Record], src: IPv4Address, dst: IPv4Address
+    pins: Pins, records: list[Record], src: IPAddress, dst: IPAddress
 ) -> Explanation:
+    if src.version != dst.version:
+        raise InvalidConfig(f"DST: {dst} is not of the family of SRC {src}")
     steps: list[tuple[str, str]] = []
-    endpoints = maps.dump_endpoints(pins.ep4) if pins.ep4.exists() else {}
+    endpoints = maps.dump_endpoint_maps(pins.endpoint_maps)
     overlays = maps.dump_overlays(pins.ovl)
     hook = _hook(records, overlays, src, steps)
     if hook is None:
@@ -92,7 +96,7 @@ def explain(
     steps.append(("hook", f"{hook.link.name} ingress {where}: "
                   f"program id {prog.id}"))  # fmt: skip
 
-    verdict, counter = _expect(hook, endpoints, overlays, dst, steps)
+    verdict, counter = _expect(pins, hook, endpoints, overlays, dst, steps)
     run, moved = _test_run(pins, prog, _frame(hook, src, dst), hook.link.index)
     steps.append(("test run", f"{VERDICTS.get(run, run)}, counted "
                   f"{', '.join(moved) or 'nothing'}"))  # fmt: skip
@@ -103,7 +107,7 @@ def explain(
 def _hook(
     records: list[Record],
     overlays: set[int],
-    src: IPv4Address,
+    src: IPAddress,
     steps: list[tuple[str, str]],
 ) -> _Hook | None:
     record = next((r for r in records if src in r.ips), None)
@@ -131,33 +135,44 @@ def _hook(
 
 
 def _expect(
+    pins: Pins,
     hook: _Hook,
-    endpoints: dict[IPv4Address, maps.Endpoint],
+    endpoints: dict[IPAddress, maps.Endpoint],
     overlays: set[int],
-    dst: IPv4Address,
+    dst: IPAddress,
     steps: list[tuple[str, str]],
 ) -> tuple[int, str]:
+    """The verdict and counter the maps and the FIB call for. For IPv6 the counter
+    is the *_V6 one, which only an IPv6 frame on that path moves."""
+    v6 = dst.version == 6
+    map_name = pins.endpoint_map(dst).name
     entry = endpoints.get(dst)
     if entry is not None:
         name = links.name_of(entry.ifindex) or "a missing link"
-        steps.append(("destination", f"mycni_ep4[{dst}] = ifindex {entry.ifindex} "
+        steps.append(("destination", f"{map_name}[{dst}] = ifindex {entry.ifindex} "
                       f"({name}), pod MAC {_mac(entry.pod_mac)}, "
                       f"gateway MAC {_mac(entry.host_mac)}"))  # fmt: skip
-        stat = Stat.REDIRECTED if hook.local_source else Stat.REDIRECTED_OVERLAY_IN
+        if hook.local_source:
+            stat = Stat.REDIRECTED_V6 if v6 else Stat.REDIRECTED
+        else:
+            stat = (Stat.REDIRECTED_OVERLAY_IN_V6 if v6
+                    else Stat.REDIRECTED_OVERLAY_IN)  # fmt: skip
         steps.append(("expected", f"bpf_redirect_peer into the pod behind {name}: "
                       f"{VERDICTS[TC_ACT_REDIRECT]}, counted {stat.name}"))  # fmt: skip
         return TC_ACT_REDIRECT, stat.name
-    steps.append(("destination", f"{dst} is not in mycni_ep4: no pod of this node"))
+    steps.append(("destination", f"{dst} is not in {map_name}: no pod of this node"))
     device = _route_device(dst) if hook.local_source else None
     if device is not None and device.index in overlays:
+        stat = Stat.REDIRECTED_NEIGH_V6 if v6 else Stat.REDIRECTED_NEIGH
         steps.append(("expected", f"FIB: via {device.name}, in mycni_ovl: "
                       f"bpf_redirect_neigh, {VERDICTS[TC_ACT_REDIRECT]}, counted "
-                      f"{Stat.REDIRECTED_NEIGH.name}"))  # fmt: skip
-        return TC_ACT_REDIRECT, Stat.REDIRECTED_NEIGH.name
+                      f"{stat.name}"))  # fmt: skip
+        return TC_ACT_REDIRECT, stat.name
     via = f"FIB: via {device.name}, not an overlay" if device else "not for the overlay"
-    steps.append(("expected", f"{via}: {VERDICTS[TC_ACT_OK]}, counted "
-                  f"{Stat.PASSED.name}"))  # fmt: skip
-    return TC_ACT_OK, Stat.PASSED.name
+    stat = Stat.PASSED_V6 if v6 else Stat.PASSED
+    steps.append(("expected", f"{via}: {VERDICTS[TC_ACT_UNSPEC]}, counted "
+                  f"{stat.name}"))  # fmt: skip
+    return TC_ACT_UNSPEC, stat.name
 
 
 def _attached(
@@ -175,7 +190,7 @@ def _attached(
     return filt.prog, f"pref {filt.pref}"
 
 
-def _route_device(dst: IPv4Address) -> links.Link | None:
+def _route_device(dst: IPAddress) -> links.Link | None:
     try:
         routes = command.run_json(f"look up the route to {dst}",
                                   ["ip", "-j", "route", "get", str(dst)])  # fmt: skip
@@ -205,10 +220,28 @@ def _test_run(
         )  # fmt: skip
     after = maps.read_stats(pins.stats)
     moved = tuple(s.name for s in Stat if after[s] > before[s])
-    return int(json.loads(out)["retval"]), moved
+    return signed_verdict(int(json.loads(out)["retval"])), moved
 
 
-def _frame(hook: _Hook, src: IPv4Address, dst: IPv4Address) -> bytes:
+def signed_verdict(retval: int) -> int:
+    """bpftool prints the program's return value as an unsigned 32-bit number:
+    TC_ACT_UNSPEC (-1) comes out as 4294967295."""
+    return retval - (1 << 32) if retval >= 1 << 31 else retval
+
+
+def _frame(hook: _Hook, src: IPAddress, dst: IPAddress) -> bytes:
+    """Ethernet + IPv4 or IPv6 (protocol UDP, 8 bytes of payload)."""
+    if isinstance(src, IPv4Address) and isinstance(dst, IPv4Address):
+        return _frame4(hook, src, dst)
+    eth = hook.link.mac + hook.src_mac + b"\x86\xdd"
+    payload = bytes(8)
+    # Version 6, traffic class and flow label 0; next header UDP (17).
+    header = struct.pack("!IHBB16s16s", 6 << 28, len(payload), 17, TEST_TTL,
+                         src.packed, dst.packed)  # fmt: skip
+    return eth + header + payload
+
+
+def _frame4(hook: _Hook, src: IPv4Address, dst: IPv4Address) -> bytes:
     """Ethernet + IPv4 (protocol UDP, 8 bytes of payload) with a valid checksum."""
     payload = bytes(8)
     header = bytearray(struct.pack(
@@ -232,8 +265,8 @@ def _mac(raw: bytes) -> str:
     return ":".join(f"{b:02x}" for b in raw)
 
 
-def parse_address(text: str, what: str) -> IPv4Address:
+def parse_address(text: str, what: str) -> IPAddress:
     try:
-        return IPv4Address(text)
-    except ipaddress.AddressValueError as exc:
-        raise InvalidConfig(f"{what}: {text!r} is not an IPv4 address") from exc
+        return ipaddress.ip_address(text)
+    except ValueError as exc:
+        raise InvalidConfig(f"{what}: {text!r} is not an IP address") from exc

@@ -76,7 +76,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 def run_endpoints(
     pins: Pins, records: list[Record], args: argparse.Namespace, out: TextIO
 ) -> int:
-    entries = maps.dump_endpoints(pins.ep4) if pins.ep4.exists() else {}
+    entries = maps.dump_endpoint_maps(pins.endpoint_maps)
     ours = program.pinned_programs_quietly(pins)
     rows: list[dict[str, Any]] = []
     for record in sorted(records, key=lambda r: (r.host_veth, r.container_id)):
@@ -100,7 +100,9 @@ def run_endpoints(
                 "hook": hooked,
                 "mapEntry": _entry_state(entry, record.host_ifindex),
             })  # fmt: skip
-    for ip, entry in sorted(entries.items()):  # entries no record explains
+    # Entries no record explains, IPv4 first (addresses of two families do not
+    # compare).
+    for ip, entry in sorted(entries.items(), key=lambda e: (e[0].version, e[0])):
         rows.append({
             "address": str(ip), "container": "", "ifname": "", "hostVeth":
             links.name_of(entry.ifindex) or "", "ifindex": entry.ifindex,

@@ -1,16 +1,22 @@
-"""Entries of the pinned maps: key/value encoding and bpftool update/delete/dump."""
+"""Entries of the pinned maps: key/value encoding and bpftool update/delete/dump.
+
+mycni_ep4 and mycni_ep6 hold the same values; a key is the address as on the wire
+(4 or 16 bytes), so one set of functions serves both.
+"""
 
 from __future__ import annotations
 
 import logging
 import struct
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
 
 from libcni.errors import BpfFailure
+from libcni.types import IPAddress
 
 from . import command
 from .counters import Stat, sum_per_cpu
@@ -47,8 +53,8 @@ def parse_mac(text: str) -> bytes:
     return bytes(int(p, 16) for p in parts)
 
 
-def encode_key(ip: IPv4Address) -> bytes:
-    """The map key is the address in network byte order, as in the IPv4 header."""
+def encode_key(ip: IPAddress) -> bytes:
+    """The map key is the address in network byte order, as in the IP header."""
     return ip.packed
 
 
@@ -71,7 +77,7 @@ class Fill:
     has_key: bool
 
 
-def put_endpoint(map_pin: Path, ip: IPv4Address, endpoint: Endpoint) -> None:
+def put_endpoint(map_pin: Path, ip: IPAddress, endpoint: Endpoint) -> None:
     """Write ip's entry; MapFull when the map has no room for a new address."""
     log.debug("map %s: %s -> %s", map_pin, ip, endpoint)
     try:
@@ -93,7 +99,7 @@ def put_endpoint(map_pin: Path, ip: IPv4Address, endpoint: Endpoint) -> None:
 
 
 def full_map_error(
-    exc: command.CommandFailed, ip: IPv4Address, fill: Fill | None
+    exc: command.CommandFailed, ip: IPAddress, fill: Fill | None
 ) -> MapFull | None:
     """MapFull when a failed update met a full map with no entry for ip (hash maps
     refuse a new key with E2BIG then); None when the failure was something else."""
@@ -103,12 +109,12 @@ def full_map_error(
         f"failed to write endpoint {ip} to {fill.pin.name}: the map is full "
         f"({fill.used} of max_entries {fill.max_entries}) at {fill.pin}; "
         "release pods on this node or build the objects with a larger "
-        "MYCNI_EP4_MAX_ENTRIES",
+        f"MYCNI_EP{ip.version}_MAX_ENTRIES",
         exc.details,
     )
 
 
-def read_fill_quietly(map_pin: Path, ip: IPv4Address) -> Fill | None:
+def read_fill_quietly(map_pin: Path, ip: IPAddress) -> Fill | None:
     """The map's fill, or None when it cannot be read (the update's error stands)."""
     try:
         return read_fill(map_pin, ip)
@@ -117,7 +123,7 @@ def read_fill_quietly(map_pin: Path, ip: IPv4Address) -> Fill | None:
         return None
 
 
-def read_fill(map_pin: Path, ip: IPv4Address) -> Fill:
+def read_fill(map_pin: Path, ip: IPAddress) -> Fill:
     info: dict[str, Any] = command.run_json(
         f"read map {map_pin}", ["bpftool", "-j", "map", "show", "pinned", str(map_pin)]
     )
@@ -125,18 +131,27 @@ def read_fill(map_pin: Path, ip: IPv4Address) -> Fill:
     return Fill(map_pin, len(have), int(info.get("max_entries", 0)), ip in have)
 
 
-def dump_endpoints(map_pin: Path) -> dict[IPv4Address, Endpoint]:
+def dump_endpoints(map_pin: Path) -> dict[IPAddress, Endpoint]:
     dump: list[dict[str, Any]] = command.run_json(
         f"dump endpoints of {map_pin}",
         ["bpftool", "-j", "map", "dump", "pinned", str(map_pin)],
     )
     return {
-        IPv4Address(_bytes_of(entry["key"])): Endpoint.decode(_bytes_of(entry["value"]))
+        ip_address(_bytes_of(entry["key"])): Endpoint.decode(_bytes_of(entry["value"]))
         for entry in dump
     }
 
 
-def delete_endpoint_quietly(map_pin: Path, ip: IPv4Address, ifindex: int) -> None:
+def dump_endpoint_maps(map_pins: Iterable[Path]) -> dict[IPAddress, Endpoint]:
+    """The entries of each of these endpoint maps that is pinned, in one dict."""
+    found: dict[IPAddress, Endpoint] = {}
+    for pin in map_pins:
+        if pin.exists():
+            found.update(dump_endpoints(pin))
+    return found
+
+
+def delete_endpoint_quietly(map_pin: Path, ip: IPAddress, ifindex: int) -> None:
     """Remove ip's entry if it still points at ifindex; tolerate it being gone.
 
     The ifindex check keeps a late DEL from removing an entry that a newer pod,

@@ -10,17 +10,28 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
 from .bpfobj import FROM_OVERLAY, FROM_POD, ObjectSpec
 
-LAYOUT_VERSION = 2
+# 3: mycni_ep6 (IPv6 endpoints) beside mycni_ep4; the programs take IPv6 and leave
+# frames to the stack with TC_ACT_UNSPEC.
+LAYOUT_VERSION = 3
 EP4_MAP = "mycni_ep4"
+EP6_MAP = "mycni_ep6"
 STATS_MAP = "mycni_stats"
 OVL_MAP = "mycni_ovl"
 # (key size, value size) that this layout's programs expect of each map: a pin of
 # that name with another shape was left by something else and cannot be reused.
-MAP_SHAPES = {EP4_MAP: (4, 16), STATS_MAP: (4, 8), OVL_MAP: (4, 4)}
+MAP_SHAPES = {
+    EP4_MAP: (4, 16),
+    EP6_MAP: (16, 16),
+    STATS_MAP: (4, 8),
+    OVL_MAP: (4, 4),
+}
+# The endpoint map of each address family (IP version).
+ENDPOINT_MAPS = {4: EP4_MAP, 6: EP6_MAP}
 
 _VERSION_DIR = re.compile(r"^v([0-9]+)$")
 # A current layout set aside because a map in it had the wrong shape.
@@ -64,6 +75,18 @@ class Pins:
     @property
     def ep4(self) -> Path:
         return self.map(EP4_MAP)
+
+    @property
+    def ep6(self) -> Path:
+        return self.map(EP6_MAP)
+
+    def endpoint_map(self, ip: IPv4Address | IPv6Address) -> Path:
+        """mycni_ep4 or mycni_ep6, by the address's family."""
+        return self.map(ENDPOINT_MAPS[ip.version])
+
+    @property
+    def endpoint_maps(self) -> tuple[Path, ...]:
+        return tuple(self.map(name) for name in ENDPOINT_MAPS.values())
 
     @property
     def stats(self) -> Path:

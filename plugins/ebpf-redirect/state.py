@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
 
 from libcni.errors import IOFailure
 from libcni.records import RecordStore
+from libcni.types import IPAddress
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,7 @@ class Record:
     host_veth: str
     host_ifindex: int
     pod_mac: str
-    ips: tuple[IPv4Address, ...]
+    ips: tuple[IPAddress, ...]  # IPv4 only in records of layout v2 and before
     priority: int
     # "fast": from_pod attached and endpoints in the map; "stack": neither, traffic
     # takes the host stack, for `reason` (fastPath false, or the kernel refused).
@@ -57,7 +58,7 @@ class Record:
             host_veth=str(obj["hostVeth"]),
             host_ifindex=int(obj["hostIfindex"]),
             pod_mac=str(obj["podMac"]),
-            ips=tuple(IPv4Address(ip) for ip in obj["ips"]),
+            ips=tuple(ip_address(ip) for ip in obj["ips"]),
             priority=int(obj["priority"]),
             # Records written before modes existed are all of the fast path.
             mode=str(obj.get("mode", "fast")),

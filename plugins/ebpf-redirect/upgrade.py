@@ -21,7 +21,7 @@ from . import hook, links, maps, program, tc
 from .bpfobj import FROM_OVERLAY, FROM_POD, OBJECTS
 from .config import EbpfConf
 from .lock import locked
-from .pins import EP4_MAP, MAP_SHAPES, STALE_PREFIX, Pins, older_layouts
+from .pins import ENDPOINT_MAPS, MAP_SHAPES, STALE_PREFIX, Pins, older_layouts
 from .state import Record, records_of_every_network
 
 log = logging.getLogger(__name__)
@@ -102,18 +102,20 @@ def migrate(conf: EbpfConf, pins: Pins, olds: list[Pins]) -> None:
 
 
 def _copy_endpoints(old: Pins, pins: Pins) -> None:
-    """Entries of pods not in our records (another stateDir on this pin root)."""
-    pin = old.map(EP4_MAP)
-    try:
-        if not pin.exists() or program.map_shape(pin) != MAP_SHAPES[EP4_MAP]:
-            return
-        for ip, endpoint in maps.dump_endpoints(pin).items():
-            if links.name_of(endpoint.ifindex):
-                maps.put_endpoint(pins.ep4, ip, endpoint)
-    except CniError as exc:
-        log.warning(
-            "cannot copy endpoints from %s: %s; using records only", pin, exc.msg
-        )
+    """Entries of pods not in our records (another stateDir on this pin root), from
+    each endpoint map the old layout has (layouts before v3: mycni_ep4 only)."""
+    for name in ENDPOINT_MAPS.values():
+        pin = old.map(name)
+        try:
+            if not pin.exists() or program.map_shape(pin) != MAP_SHAPES[name]:
+                continue
+            for ip, endpoint in maps.dump_endpoints(pin).items():
+                if links.name_of(endpoint.ifindex):
+                    maps.put_endpoint(pins.endpoint_map(ip), ip, endpoint)
+        except CniError as exc:
+            log.warning(
+                "cannot copy endpoints from %s: %s; using records only", pin, exc.msg
+            )
 
 
 def _move_pod(
@@ -123,8 +125,10 @@ def _move_pod(
     if host is None or host.index != record.host_ifindex:
         return 0  # the pod is gone; its DEL finds nothing to undo
     endpoint = maps.Endpoint(host.index, maps.parse_mac(record.pod_mac), host.mac)
+    # A record of layout v2 or before lists the pod's IPv4 addresses only: its
+    # IPv6 ones stay on the stack path until the pod is re-created.
     for ip in record.ips:
-        maps.put_endpoint(pins.ep4, ip, endpoint)
+        maps.put_endpoint(pins.endpoint_map(ip), ip, endpoint)
     return int(hook.reattach(pins.root, host, record.priority, pins.program, new, old))
 
 

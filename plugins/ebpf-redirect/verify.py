@@ -36,12 +36,12 @@ def _hook_problems(
 
 def _endpoint_problems(record: Record, host: links.Link, pins: Pins) -> list[str]:
     want = maps.Endpoint(host.index, maps.parse_mac(record.pod_mac), host.mac)
-    have = maps.dump_endpoints(pins.ep4) if pins.ep4.exists() else {}
+    have = maps.dump_endpoint_maps(pins.endpoint_maps)
     found = []
     for ip in record.ips:
         entry = have.get(ip)
         if entry is None:
-            found.append(f"endpoint {ip} is missing from {pins.ep4.name}")
+            found.append(f"endpoint {ip} is missing from {pins.endpoint_map(ip).name}")
         elif entry != want:
             found.append(f"endpoint {ip} is wrong: {_show(entry)}, want {_show(want)}")
     return found
@@ -66,11 +66,12 @@ def _stray_fast_path(record: Record, host: links.Link, pins: Pins) -> list[str]:
     mode = hook.current_mode(pins.root, host, record.priority, ours)
     if mode is not None:
         found.append(f"stack-path pod has our program on {host.name} ({mode})")
-    have = maps.dump_endpoints(pins.ep4) if pins.ep4.exists() else {}
+    have = maps.dump_endpoint_maps(pins.endpoint_maps)
     for ip in record.ips:
         entry = have.get(ip)
         if entry is not None and entry.ifindex == host.index:
-            found.append(f"stack-path pod has endpoint {ip} in {pins.ep4.name}")
+            name = pins.endpoint_map(ip).name
+            found.append(f"stack-path pod has endpoint {ip} in {name}")
     return found
 
 

@@ -1,7 +1,8 @@
 """The node's VXLAN device and its static view of the other nodes (route, neigh, FDB).
 
 There is no control plane: every node derives each VTEP's MAC from its underlay address,
-so the config's node list is all a node needs to reach the others.
+so the config's node list is all a node needs to reach the others. The underlay is
+IPv4 only; the pods' traffic inside the overlay is IPv4, IPv6 or both.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from libcni.errors import ConflictingState, InvalidConfig
-from libcni.types import IPConfig, IPNetwork
+from libcni.types import IPAddress, IPConfig, IPNetwork
 from mycni_vxlan import netlink
 from mycni_vxlan.config import VXLAN_OVERHEAD_V4, Node, VxlanConf
 
@@ -29,12 +30,18 @@ def vtep_mac(underlay: ipaddress.IPv4Address) -> str:
     return ":".join(f"{b:02x}" for b in (0x02, 0x6D, *underlay.packed))
 
 
-def vtep_address(node: Node) -> ipaddress.IPv4Address | None:
-    """The node's VTEP address is the network address of its first IPv4 pod subnet."""
+def vtep_addresses(node: Node) -> dict[int, IPAddress]:
+    """The node's VTEP address per IP version: the network address of its first pod
+    subnet of that version (IPAMs never hand it out). Both sit on the VXLAN device,
+    as a /32 and a /128, and are the next hop of the other nodes' routes."""
+    found: dict[int, IPAddress] = {}
     for subnet in node.pod_subnets:
-        if subnet.version == 4:
-            return ipaddress.IPv4Address(subnet.network_address)
-    return None
+        found.setdefault(subnet.version, subnet.network_address)
+    return found
+
+
+def family(version: int) -> int:
+    return socket.AF_INET if version == 4 else socket.AF_INET6
 
 
 @dataclass(frozen=True)
@@ -151,19 +158,34 @@ def ensure_device(ipr: IPRoute, conf: VxlanConf, underlay: Underlay) -> Overlay:
     else:
         _verify(ipr, index, conf, underlay, mtu)
     ipr.link("set", index=index, state="up")
-    vtep = vtep_address(me) if me else None
-    if vtep is not None:
-        netlink.tolerate(
-            lambda: ipr.addr("add", index=index, address=str(vtep), prefixlen=32),
-            errno.EEXIST,
-        )
-    elif me is None:
+    for vtep in vtep_addresses(me).values() if me else ():
+        _ensure_vtep_address(ipr, index, vtep)
+    if me is None:
         log.warning(
             "no entry in nodes for this node's underlay address %s: the node itself "
             "reaches other nodes' pods with its underlay address as source",
             underlay.address,
         )
     return Overlay(index=index, name=conf.device, mtu=mtu, local=me)
+
+
+def _ensure_vtep_address(ipr: IPRoute, index: int, vtep: IPAddress) -> None:
+    # The other nodes know this address as a permanent neighbour, so IPv6 skips
+    # duplicate address detection; and no /128 prefix route: the local one suffices.
+    flags = 0
+    if vtep.version == 6:
+        flags = netlink.IFA_F_NODAD | netlink.IFA_F_NOPREFIXROUTE
+    netlink.tolerate(
+        lambda: ipr.addr(
+            "add",
+            family=family(vtep.version),
+            index=index,
+            address=str(vtep),
+            prefixlen=vtep.max_prefixlen,
+            flags=flags,
+        ),
+        errno.EEXIST,
+    )
 
 
 def _verify(
@@ -203,24 +225,23 @@ def _verify(
 
 def ensure_peers(ipr: IPRoute, conf: VxlanConf, overlay: Overlay) -> None:
     """Program route, neighbour and FDB entry for every other node in the config."""
-    # One dump of the main table for all nodes: a dump per subnet made an ADD on a
+    # One dump of the main tables for all nodes: a dump per subnet made an ADD on a
     # large cluster cost nodes x routes.
     owners = _route_owners(ipr)
     for node in conf.nodes:
         if node is overlay.local:
             continue
-        vtep = vtep_address(node)
-        if vtep is None:
-            log.warning("node %s has no IPv4 pod subnet: skipped", node.underlay)
-            continue
+        vteps = vtep_addresses(node)
         mac = vtep_mac(node.underlay)
-        ipr.neigh(
-            "replace",
-            dst=str(vtep),
-            lladdr=mac,
-            ifindex=overlay.index,
-            state=netlink.NUD_PERMANENT,
-        )
+        for vtep in vteps.values():
+            ipr.neigh(
+                "replace",
+                family=family(vtep.version),
+                dst=str(vtep),
+                lladdr=mac,
+                ifindex=overlay.index,
+                state=netlink.NUD_PERMANENT,
+            )
         ipr.fdb(
             "replace",
             ifindex=overlay.index,
@@ -231,43 +252,49 @@ def ensure_peers(ipr: IPRoute, conf: VxlanConf, overlay: Overlay) -> None:
         )
         for subnet in node.pod_subnets:
             _refuse_foreign_route(owners, subnet, overlay)
-            if subnet.version != 4:
-                log.warning(
-                    "pod subnet %s of node %s: IPv6 over the overlay is not handled "
-                    "yet; skipped",
-                    subnet,
-                    node.underlay,
-                )
-                continue
+            # The next hop lies outside every prefix of the device: onlink, which
+            # IPv6 routes accept too since Linux 4.16.
             ipr.route(
                 "replace",
+                family=family(subnet.version),
                 dst=str(subnet),
-                gateway=str(vtep),
+                gateway=str(vteps[subnet.version]),
                 oif=overlay.index,
                 flags=netlink.RTNH_F_ONLINK,
                 proto=netlink.RTPROT_STATIC,
             )
-        log.debug("overlay peer %s: vtep %s mac %s", node.underlay, vtep, mac)
+        log.debug(
+            "overlay peer %s: vteps %s mac %s",
+            node.underlay,
+            ", ".join(map(str, vteps.values())),
+            mac,
+        )
 
 
-def _route_owners(ipr: IPRoute) -> dict[tuple[str, int], int]:
-    """(destination, prefix length) -> output link of the IPv4 main table."""
-    owners = {}
-    for route in ipr.get_routes(family=socket.AF_INET, table=netlink.RT_TABLE_MAIN):
-        oif = route.get_attr("RTA_OIF")
-        if oif is not None:
-            owners[(route.get_attr("RTA_DST") or "0.0.0.0", route["dst_len"])] = oif
+def _route_owners(ipr: IPRoute) -> dict[IPNetwork, int]:
+    """Destination -> output link, over the IPv4 and IPv6 main tables."""
+    owners: dict[IPNetwork, int] = {}
+    for version in (4, 6):
+        for route in ipr.get_routes(
+            family=family(version), table=netlink.RT_TABLE_MAIN
+        ):
+            oif = route.get_attr("RTA_OIF")
+            if oif is not None:
+                owners[_destination(route, version)] = int(oif)
     return owners
 
 
+def _destination(route: Any, version: int) -> IPNetwork:
+    dst = route.get_attr("RTA_DST") or ("0.0.0.0" if version == 4 else "::")
+    return ipaddress.ip_network(f"{dst}/{route['dst_len']}")
+
+
 def _refuse_foreign_route(
-    owners: dict[tuple[str, int], int], subnet: IPNetwork, overlay: Overlay
+    owners: dict[IPNetwork, int], subnet: IPNetwork, overlay: Overlay
 ) -> None:
     """Replace our own route only: one through another device belongs to someone
     else (another network's overlay, the operator) and stays."""
-    if subnet.version != 4:
-        return
-    oif = owners.get((str(subnet.network_address), subnet.prefixlen))
+    oif = owners.get(subnet)
     if oif is not None and oif != overlay.index:
         raise ConflictingState(
             f"failed to route pod subnet {subnet} into {overlay.name}: a route "

@@ -1,8 +1,8 @@
-"""Reading the host veth, pod MAC and IPv4 addresses out of prevResult."""
+"""Reading the host veth, pod MAC and IP addresses out of prevResult."""
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 import pytest
@@ -29,12 +29,12 @@ def prev(**overrides: Any) -> Result:
     return Result.from_dict(obj, "prevResult")
 
 
-def test_reads_host_veth_mac_and_pod_ipv4_only() -> None:
+def test_reads_host_veth_mac_and_the_pods_addresses_of_both_families() -> None:
     got = Attachment.from_prev_result(prev(), "eth0")
     assert got == Attachment(
         host_veth="veth1",
         pod_mac=bytes.fromhex("020000000003"),
-        ips=(IPv4Address("10.1.0.3"),),
+        ips=(IPv4Address("10.1.0.3"), IPv6Address("fd00::3")),
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
 import pytest
@@ -11,7 +11,7 @@ from libcni.errors import BpfFailure, Code
 from mycni_ebpf_redirect.command import CommandFailed
 from mycni_ebpf_redirect.maps import Fill, MapFull, full_map_error
 
-PIN = Path("/sys/fs/bpf/mycni/v2/maps/mycni_ep4")
+PIN = Path("/sys/fs/bpf/mycni/v3/maps/mycni_ep4")
 IP = IPv4Address("10.1.0.9")
 
 
@@ -43,3 +43,10 @@ def test_new_key_in_a_full_map_is_map_full() -> None:
 )
 def test_other_failures_keep_the_tools_error(fill: Fill | None) -> None:
     assert full_map_error(failed(), IP, fill) is None
+
+
+def test_a_full_ipv6_map_names_its_own_build_option() -> None:
+    pin = PIN.with_name("mycni_ep6")
+    err = full_map_error(failed(), IPv6Address("fd00::9"), Fill(pin, 4, 4, False))
+    assert err is not None and "MYCNI_EP6_MAX_ENTRIES" in err.msg
+    assert err.msg.startswith("failed to write endpoint fd00::9 to mycni_ep6: ")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 
 import pytest
 from hypothesis import given
@@ -57,3 +57,8 @@ def test_parse_mac() -> None:
 def test_parse_mac_rejects(text: str) -> None:
     with pytest.raises(ValueError):
         parse_mac(text)
+
+
+def test_ipv6_key_is_the_16_bytes_as_on_the_wire() -> None:
+    key = encode_key(IPv6Address("fd00:1::3"))
+    assert key == bytes.fromhex("fd000001000000000000000000000003")

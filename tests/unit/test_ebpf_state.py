@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
 from hypothesis import given
@@ -70,3 +70,12 @@ def test_mode_round_trips_and_old_records_are_of_the_fast_path(tmp_path: Path) -
     store.records.save("c2", "eth0", old)
     loaded = store.load("c2", "eth0")
     assert loaded is not None and (loaded.mode, loaded.attach) == ("fast", "tc")
+
+
+def test_a_dual_stack_record_round_trips(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    store = Store.for_network(tmp_path, "net1")
+    both = replace(record(), ips=(IPv4Address("10.1.0.3"), IPv6Address("fd00::3")))
+    store.save(both)
+    assert store.load("c1", "eth0") == both

@@ -1,0 +1,132 @@
+"""Dual-stack pods with the vxlan plugin alone (no eBPF): IPv6 inside the overlay
+next to IPv4, across nodes, on one node and to the node itself; the node state
+behind it and DEL."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from tests import cluster
+from tests import testbed as tb
+from tests.cluster import Network, PodAt
+
+IPAMS = ["mycni-ipam", "host-local"]
+
+
+@pytest.fixture
+def network(testbed: tb.Testbed, request: pytest.FixtureRequest) -> Iterator[Network]:
+    """vxlan alone with dual-stack pod subnets; the IPAM type is the parameter."""
+    net = Network(testbed, "mycni-vxlan-only", dual_stack=True)
+    net.overrides["vxlan.ipam.type"] = getattr(request, "param", "mycni-ipam")
+    try:
+        yield net
+    finally:
+        net.delete_all()
+
+
+def assert_reaches(src: PodAt | tb.Node, dst_ns: str | tb.Node, dst_ip: str) -> None:
+    src_ns = src.pod.name if isinstance(src, PodAt) else src.name
+    assert tb.ping(src_ns, dst_ip), f"ping {src_ns} -> {dst_ip} failed"
+    exchange = tb.tcp_exchange(src_ns, dst_ns, dst_ip)
+    assert exchange.reply == "hello mycni"
+
+
+def device(network: Network) -> str:
+    vni = json.loads(network.conflist(network.bed.node1).read_text())["plugins"][0]
+    return f"mycni.{vni['vni']}"
+
+
+def vtep6(network: Network, node: tb.Node) -> str:
+    return str(cluster.pod_subnet6(network.bed, node).network_address)
+
+
+@pytest.mark.root(plugins=("vxlan", "mycni-ipam"))
+@pytest.mark.parametrize("network", IPAMS, indirect=True)
+def test_dual_stack_pods_reach_each_other_across_nodes(network: Network) -> None:
+    n1, n2 = network.bed.nodes
+    a, b = network.add(n1), network.add(n1)
+    c = network.add(n2)
+    assert ipaddress.ip_address(a.ip6) in cluster.pod_subnet6(network.bed, n1)
+    assert c.ip6 != a.ip6 != b.ip6
+
+    assert_reaches(a, c.pod.name, c.ip6)  # across nodes, both ways
+    assert_reaches(c, a.pod.name, a.ip6)
+    assert_reaches(a, c.pod.name, c.ip)  # IPv4 still
+    assert_reaches(a, b.pod.name, b.ip6)  # same node
+    for at in network.pods:
+        at.node.driver.check(network.conflist(at.node), at.pod, at.container_id)
+
+
+@pytest.mark.root(plugins=("vxlan", "mycni-ipam"))
+def test_pods_and_nodes_reach_each_other_over_ipv6(network: Network) -> None:
+    n1, n2 = network.bed.nodes
+    a, c = network.add(n1), network.add(n2)
+
+    assert_reaches(a, n1, vtep6(network, n1))  # pod to its own node
+    assert_reaches(n1, a.pod.name, a.ip6)  # node to its own pod
+    assert_reaches(n1, c.pod.name, c.ip6)  # node to a pod of the other node
+    assert_reaches(a, n2, vtep6(network, n2))  # pod to the other node
+
+
+@pytest.mark.root(plugins=("vxlan", "mycni-ipam"))
+def test_the_node_routes_the_other_nodes_ipv6_subnet_through_its_vtep(
+    network: Network,
+) -> None:
+    n1, n2 = network.bed.nodes
+    network.add(n1)
+    dev = device(network)
+    peer = cluster.pod_subnet6(network.bed, n2)
+
+    addrs = n1.run(["ip", "-6", "-j", "addr", "show", "dev", dev]).stdout
+    mine = {(a["local"], a["prefixlen"]) for a in json.loads(addrs)[0]["addr_info"]}
+    assert (vtep6(network, n1), 128) in mine
+    routes = n1.run(["ip", "-6", "route", "show", str(peer)]).stdout
+    assert f"{peer} via {vtep6(network, n2)} dev {dev}" in routes
+    assert "onlink" in routes
+    neigh = n1.run(["ip", "-6", "neigh", "show", vtep6(network, n2), "dev", dev])
+    mac = ":".join(f"{b:02x}" for b in (0x02, 0x6D, *n2.address.ip.packed))
+    assert f"lladdr {mac} PERMANENT" in neigh.stdout
+
+
+@pytest.mark.root(plugins=("vxlan", "mycni-ipam"))
+def test_del_removes_the_pods_ipv6_state_and_can_be_repeated(
+    network: Network,
+) -> None:
+    node = network.bed.node1
+    routes = cluster.node_routes6(node)
+    a, b = network.add(node), network.add(node)
+    assert any(
+        r.startswith(f"{a.ip6} dev {a.host_veth}") for r in cluster.node_routes6(node)
+    )
+    conflist = network.conflist(node)
+
+    network.delete(a)
+    node.driver.delete(conflist, a.pod, a.container_id)  # DEL twice
+    network.delete(b)
+    assert cluster.host_links(node) == set()
+    assert cluster.leases(node) == []
+    assert not [r for r in cluster.node_routes6(node) if " dev mc" in r]
+    # What stays is node-wide: the routes to the other node, and the VTEP's.
+    left = set(cluster.node_routes6(node)) - set(routes)
+    assert all(device(network) in r for r in left), left
+
+
+@pytest.mark.root(plugins=("vxlan", "mycni-ipam"))
+def test_a_foreign_route_to_a_peers_ipv6_subnet_is_not_taken_over(
+    network: Network,
+) -> None:
+    node = network.bed.node1
+    other = cluster.pod_subnet6(network.bed, network.bed.node2)
+    node.run(["ip", "-6", "route", "add", str(other), "dev", node.underlay])
+    pod = network.bed.add_pod("taken")
+    with pytest.raises(tb.CniCommandError) as err:
+        node.driver.add(network.conflist(node), pod, "taken-pod")
+    assert err.value.code == 101 and str(other) in err.value.msg
+    assert any(
+        r.startswith(f"{other} dev {node.underlay}") for r in cluster.node_routes6(node)
+    )
+    assert cluster.leases(node) == [] and cluster.host_links(node) == set()
