@@ -154,6 +154,46 @@ def test_gc_removes_the_link_pin_of_a_veth_that_went_without_del(
 
 
 @pytest.mark.root
+def test_del_and_gc_release_a_pod_whatever_add_only_keys_say(chain: Network) -> None:
+    """A typo in attachMode or a bad bandwidth value once failed DEL with 7, so
+    libcni never reached vxlan's DEL and the veth and leases stayed."""
+    node = chain.bed.node1
+    a, b = chain.add(node), chain.add(node)
+    chain.overrides["ebpf-redirect.attachMode"] = "xdp"
+    chain.overrides["ebpf-redirect.runtimeConfig"] = {"bandwidth": {"egressRate": "1M"}}
+    bad = config(chain, node, **keep_only(a))
+    reply = cluster.run_plugin(node, PLUGIN, "GC", bad)
+    assert (reply.code, reply.out) == (0, None), reply
+    assert set(cluster.endpoints(node)) == {a.ip}
+
+    chain.delete(a)  # through libcni: the whole chain's DEL runs
+    chain.delete(b)
+    assert cluster.endpoints(node) == {} and cluster.host_links(node) == set()
+    assert cluster.leases(node) == [] and records(node) == []
+    assert sorted(p.name for p in (node.pin_root / "links").glob("if*")) == [
+        f"if{cluster.ifindex(node, cluster.vxlan_device(node))}-ingress"
+    ]
+
+
+@pytest.mark.root
+def test_add_refuses_a_host_veth_that_another_pod_owns(chain: Network) -> None:
+    """A prevResult naming another pod's veth: our later DEL would have taken that
+    pod's program with it."""
+    node = chain.bed.node1
+    at, other = chain.add(node), chain.add(node)
+    stolen = json.loads(json.dumps(at.result))
+    stolen["interfaces"][0]["name"] = other.host_veth
+    cfg = config(chain, node, cniVersion="1.0.0", prevResult=stolen)
+    env = {**pod_env(at), "CNI_CONTAINERID": f"{chain.bed.name}-intruder"}
+    reply = cluster.run_plugin(node, PLUGIN, "ADD", cfg, **env)
+    assert reply.out is not None and reply.out["code"] == 101, reply
+    assert f"belongs to {other.container_id}/eth0" in reply.out["msg"]
+    assert cluster.run_plugin(node, PLUGIN, "DEL", cfg, **env).code == 0
+    assert ours(node, other.host_veth) == [("tcx", "from_pod")]
+    other.node.driver.check(chain.conflist(node), other.pod, other.container_id)
+
+
+@pytest.mark.root
 def test_status_says_how_new_pods_would_attach(chain: Network) -> None:
     node = chain.bed.node1
     for mode in ("tcx", "tc"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from libcni.errors import InvalidConfig
-from libcni.types import IPAddress, Result
+from libcni.types import IPAddress, IPInterface, Result
 
 from .maps import parse_mac
 
@@ -44,5 +44,33 @@ class Attachment:
             ) from exc
         # An ips entry without "interface" is taken to belong to the pod (spec
         # 1.0 "ips": the field is optional).
-        ips = tuple(ip.address.ip for ip in prev.ips if ip.interface in (None, index))
+        mine = [
+            (i, ip) for i, ip in enumerate(prev.ips) if ip.interface in (None, index)
+        ]
+        for i, ip in mine:
+            _check_pod_address(prev, i, ip.address)
+        ips = tuple(ip.address.ip for _, ip in mine)
         return cls(host_veth=host.name, pod_mac=pod_mac, ips=ips)
+
+
+def _check_pod_address(prev: Result, i: int, address: IPInterface) -> None:
+    """Refuse an address that would steal traffic once in the endpoint map: frames
+    to it would be redirected into this pod instead of reaching their owner."""
+    ip = address.ip
+    why = ""
+    if ip.is_unspecified or ip.is_multicast or ip.is_loopback or ip.is_link_local:
+        why = "is not a unicast pod address"
+    elif (
+        ip.version == 4
+        and address.network.prefixlen < 31
+        and ip
+        in (
+            address.network.network_address,
+            address.network.broadcast_address,
+        )
+    ):
+        why = f"is the network or broadcast address of {address.network}"
+    elif any(other.gateway == ip for other in prev.ips):
+        why = "is a gateway in prevResult.ips"
+    if why:
+        raise InvalidConfig(f"prevResult.ips[{i}].address: {ip} {why}")

@@ -45,7 +45,10 @@ class EbpfConf:
     shaped: bool = False
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> EbpfConf:
+    def from_config(cls, config: dict[str, Any], teardown: bool = False) -> EbpfConf:
+        """teardown: for DEL and GC, which must release a pod whatever the keys
+        that only shape an ADD (attachMode, runtimeConfig.bandwidth) say; a typo
+        there must not strand every pod of the network."""
         return cls(
             network=str(config.get("name", "")),
             pin_root=fields.absolute_path(config, "pinRoot", DEFAULT_PIN_ROOT),
@@ -56,8 +59,8 @@ class EbpfConf:
             state_dir=fields.absolute_path(config, "stateDir", DEFAULT_STATE_DIR),
             vxlan_device=_vxlan_device(config),
             fast_path=fields.boolean(config, "fastPath", True),
-            attach_mode=_attach_mode(config),
-            shaped=_shaped(config),
+            attach_mode="auto" if teardown else _attach_mode(config),
+            shaped=False if teardown else _shaped(config),
         )
 
 

@@ -11,6 +11,7 @@ from libcni.errors import (
     BpfFailure,
     CheckFailed,
     CniError,
+    ConflictingState,
     InvalidConfig,
     IOFailure,
     LimitedConnectivity,
@@ -43,6 +44,12 @@ def cmd_add(req: Request) -> Result | PassThrough:
     want = Attachment.from_prev_result(prev, req.ifname)
     host = _find_host_link(want.host_veth)
     store = Store.for_network(conf.state_dir, req.network)
+    owner = _owner_of(store, host, req)
+    if owner:
+        # Its DEL would take the other pod's program and entries with it.
+        raise ConflictingState(
+            f"prevResult: host interface {host.name} belongs to {owner}"
+        )
     record = _record(req, conf, host, want)
 
     with ExitStack() as undo:
@@ -73,7 +80,7 @@ def cmd_add(req: Request) -> Result | PassThrough:
 
 
 def cmd_del(req: Request) -> None:
-    conf = EbpfConf.from_config(req.config)
+    conf = EbpfConf.from_config(req.config, teardown=True)
     store = Store.for_network(conf.state_dir, req.network)
     try:
         record = store.load(req.container_id, req.ifname)
@@ -157,7 +164,7 @@ def cmd_status(req: Request) -> None:
 
 def cmd_gc(req: Request) -> None:
     """Release every attachment of this network that the runtime no longer lists."""
-    conf = EbpfConf.from_config(req.config)
+    conf = EbpfConf.from_config(req.config, teardown=True)
     valid = valid_attachments(req.config)
     store = Store.for_network(conf.state_dir, req.network)
     pins = Pins(conf.pin_root)

@@ -61,3 +61,38 @@ def test_unusable_prev_result(
     with pytest.raises(InvalidConfig) as info:
         Attachment.from_prev_result(prev(**overrides), ifname)
     assert info.value.msg.startswith(where)
+
+
+@pytest.mark.parametrize(
+    ("address", "why"),
+    [
+        ("0.0.0.0/24", "not a unicast"),
+        ("224.0.0.1/24", "not a unicast"),
+        ("127.0.0.1/8", "not a unicast"),
+        ("169.254.0.9/16", "not a unicast"),
+        ("::/64", "not a unicast"),
+        ("ff02::1/64", "not a unicast"),
+        ("fe80::1/64", "not a unicast"),
+        ("::1/128", "not a unicast"),
+        ("10.1.0.0/24", "network or broadcast"),
+        ("10.1.0.255/24", "network or broadcast"),
+        ("10.1.0.1/24", "gateway"),
+    ],
+    ids=["unspecified", "multicast", "loopback", "v4-link-local", "v6-unspecified",
+         "v6-multicast", "v6-link-local", "v6-loopback", "network", "broadcast",
+         "the-gateway"],
+)  # fmt: skip
+def test_addresses_that_would_steal_traffic_are_refused(address: str, why: str) -> None:
+    """In the endpoint map such an address redirects other traffic into this pod
+    (a review found the gateway and the node's own address taken that way)."""
+    ips = [{"address": address, "gateway": "10.1.0.1", "interface": 1}]
+    with pytest.raises(InvalidConfig) as info:
+        Attachment.from_prev_result(prev(ips=ips), "eth0")
+    assert info.value.msg.startswith("prevResult.ips[0].address: ")
+    assert why in info.value.msg
+
+
+def test_a_point_to_point_prefix_has_no_network_or_broadcast_address() -> None:
+    ips = [{"address": "10.1.0.0/31", "interface": 1}]
+    got = Attachment.from_prev_result(prev(ips=ips), "eth0")
+    assert got.ips == (IPv4Address("10.1.0.0"),)
