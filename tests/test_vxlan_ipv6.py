@@ -73,6 +73,23 @@ def test_pods_and_nodes_reach_each_other_over_ipv6(network: Network) -> None:
 
 
 @pytest.mark.root(plugins=("vxlan", "mycni-ipam"))
+def test_full_size_ipv6_packets_cross_the_overlay(network: Network) -> None:
+    """IPv6 never fragments on the way: the pod MTU must fit the VXLAN device's."""
+    a, c = network.add(network.bed.node1), network.add(network.bed.node2)
+    info = tb.link_info(network.bed.node1.name, device(network))
+    pod_eth0 = tb.link_info(a.pod.name, "eth0")
+    assert info is not None and pod_eth0 is not None
+    assert pod_eth0["mtu"] == info["mtu"] == 1450
+
+    payload = info["mtu"] - 40 - 8  # IPv6 and ICMPv6 headers
+    ping = ["ping", "-n", "-q", "-c", "2", "-W", "1", "-M", "do"]
+    full = a.pod.run([*ping, "-s", str(payload), c.ip6], check=False)
+    assert full.returncode == 0, full.stdout + full.stderr
+    over = a.pod.run([*ping, "-s", str(payload + 1), c.ip6], check=False)
+    assert over.returncode != 0
+
+
+@pytest.mark.root(plugins=("vxlan", "mycni-ipam"))
 def test_the_node_routes_the_other_nodes_ipv6_subnet_through_its_vtep(
     network: Network,
 ) -> None:
@@ -130,3 +147,14 @@ def test_a_foreign_route_to_a_peers_ipv6_subnet_is_not_taken_over(
         r.startswith(f"{other} dev {node.underlay}") for r in cluster.node_routes6(node)
     )
     assert cluster.leases(node) == [] and cluster.host_links(node) == set()
+
+
+@pytest.mark.root(plugins=("vxlan", "mycni-ipam"))
+def test_a_new_pod_answers_ipv6_from_another_node_at_once(network: Network) -> None:
+    """Within a second of ADD, as over IPv4: the node must not wait for DAD on the
+    host veth before it can ask for the pod's MAC."""
+    a = network.add(network.bed.node1)
+    for _ in range(2):
+        c = network.add(network.bed.node2)
+        ping = ["ping", "-n", "-q", "-c", "1", "-W", "1", c.ip6]
+        assert a.pod.run(ping, check=False).returncode == 0
