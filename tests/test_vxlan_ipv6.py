@@ -1,6 +1,6 @@
 """Dual-stack pods with the vxlan plugin alone (no eBPF): IPv6 inside the overlay
 next to IPv4, across nodes, on one node and to the node itself; the node state
-behind it and DEL."""
+behind it, CHECK and DEL."""
 
 from __future__ import annotations
 
@@ -107,6 +107,46 @@ def test_the_node_routes_the_other_nodes_ipv6_subnet_through_its_vtep(
     neigh = n1.run(["ip", "-6", "neigh", "show", vtep6(network, n2), "dev", dev])
     mac = ":".join(f"{b:02x}" for b in (0x02, 0x6D, *n2.address.ip.packed))
     assert f"lladdr {mac} PERMANENT" in neigh.stdout
+
+
+@pytest.mark.root(plugins=("vxlan", "mycni-ipam"))
+def test_check_fails_naming_a_missing_ipv6_peer_route_and_add_restores_it(
+    network: Network,
+) -> None:
+    n1, n2 = network.bed.nodes
+    a = network.add(n1)
+    conflist = network.conflist(n1)
+    n1.driver.check(conflist, a.pod, a.container_id)
+    peer = cluster.pod_subnet6(network.bed, n2)
+
+    n1.run(["ip", "-6", "route", "del", str(peer)])
+    with pytest.raises(tb.CniCommandError) as err:
+        n1.driver.check(conflist, a.pod, a.container_id)
+    assert err.value.code == 104 and str(peer) in err.value.msg
+
+    network.add(n1)  # the next ADD programs the peers again
+    n1.driver.check(conflist, a.pod, a.container_id)
+
+
+@pytest.mark.root(plugins=("vxlan", "mycni-ipam"))
+def test_check_also_names_a_missing_ipv4_peer_route(network: Network) -> None:
+    n1, n2 = network.bed.nodes
+    a = network.add(n1)
+    peer = cluster.pod_subnet(network.bed, n2)
+    n1.run(["ip", "-4", "route", "del", str(peer)])
+    with pytest.raises(tb.CniCommandError) as err:
+        n1.driver.check(network.conflist(n1), a.pod, a.container_id)
+    assert err.value.code == 104 and str(peer) in err.value.msg
+
+
+@pytest.mark.root(plugins=("vxlan", "mycni-ipam"))
+def test_check_fails_naming_a_missing_ipv6_vtep_neighbour(network: Network) -> None:
+    n1, n2 = network.bed.nodes
+    a = network.add(n1)
+    n1.run(["ip", "-6", "neigh", "del", vtep6(network, n2), "dev", device(network)])
+    with pytest.raises(tb.CniCommandError) as err:
+        n1.driver.check(network.conflist(n1), a.pod, a.container_id)
+    assert err.value.code == 104 and vtep6(network, n2) in err.value.msg
 
 
 @pytest.mark.root(plugins=("vxlan", "mycni-ipam"))

@@ -14,7 +14,7 @@ import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from libcni.errors import ConflictingState, InvalidConfig
+from libcni.errors import CheckFailed, ConflictingState, InvalidConfig
 from libcni.types import IPAddress, IPConfig, IPNetwork
 from mycni_vxlan import netlink
 from mycni_vxlan.config import VXLAN_OVERHEAD_V4, Node, VxlanConf
@@ -300,6 +300,87 @@ def _refuse_foreign_route(
             f"failed to route pod subnet {subnet} into {overlay.name}: a route "
             f"through link {oif} already exists"
         )
+
+
+def check_peers(ipr: IPRoute, conf: VxlanConf, overlay: Overlay) -> None:
+    """CHECK: this node's VTEP addresses and, for every other node, the route,
+    neighbour and FDB entry that ensure_peers programs."""
+    have = _addresses(ipr, overlay.index)
+    for vtep in vtep_addresses(overlay.local).values() if overlay.local else ():
+        if vtep not in have:
+            raise CheckFailed(
+                f"failed to check vxlan device {overlay.name}: its VTEP address "
+                f"{vtep}/{vtep.max_prefixlen} is missing"
+            )
+    routes = _routes_via(ipr, overlay.index)
+    neighbours = _permanent_neighbours(ipr, overlay.index)
+    fdb = _fdb(ipr, overlay.index)
+    for node in conf.nodes:
+        if node is overlay.local:
+            continue
+        vteps = vtep_addresses(node)
+        mac = vtep_mac(node.underlay)
+        if str(node.underlay) not in fdb.get(mac, set()):
+            raise CheckFailed(
+                f"failed to check fdb entry {mac} dst {node.underlay} on "
+                f"{overlay.name}: it is missing"
+            )
+        for vtep in vteps.values():
+            if neighbours.get(vtep) != mac:
+                raise CheckFailed(
+                    f"failed to check neighbour {vtep} lladdr {mac} on "
+                    f"{overlay.name}: it is {neighbours.get(vtep) or 'missing'}"
+                )
+        for subnet in node.pod_subnets:
+            if routes.get(subnet) != vteps[subnet.version]:
+                raise CheckFailed(
+                    f"failed to check route {subnet} via {vteps[subnet.version]} "
+                    f"dev {overlay.name}: it is missing"
+                )
+
+
+def _addresses(ipr: IPRoute, index: int) -> set[IPAddress]:
+    return {
+        ipaddress.ip_address(a.get_attr("IFA_ADDRESS"))
+        for a in ipr.get_addr(index=index)
+        if a["family"] in (socket.AF_INET, socket.AF_INET6)
+    }
+
+
+def _routes_via(ipr: IPRoute, index: int) -> dict[IPNetwork, IPAddress | None]:
+    """Destination -> gateway of the main tables' routes through one link."""
+    found: dict[IPNetwork, IPAddress | None] = {}
+    for version in (4, 6):
+        for route in ipr.get_routes(
+            family=family(version), table=netlink.RT_TABLE_MAIN
+        ):
+            if route.get_attr("RTA_OIF") != index:
+                continue
+            gateway = route.get_attr("RTA_GATEWAY")
+            found[_destination(route, version)] = (
+                ipaddress.ip_address(gateway) if gateway else None
+            )
+    return found
+
+
+def _permanent_neighbours(ipr: IPRoute, index: int) -> dict[IPAddress, str]:
+    found: dict[IPAddress, str] = {}
+    for version in (4, 6):
+        for neigh in ipr.get_neighbours(family=family(version), ifindex=index):
+            dst, mac = neigh.get_attr("NDA_DST"), neigh.get_attr("NDA_LLADDR")
+            if dst and mac and neigh["state"] & netlink.NUD_PERMANENT:
+                found[ipaddress.ip_address(dst)] = str(mac).lower()
+    return found
+
+
+def _fdb(ipr: IPRoute, index: int) -> dict[str, set[str]]:
+    """MAC -> remote underlay addresses of the VXLAN device's forwarding database."""
+    found: dict[str, set[str]] = {}
+    for entry in ipr.get_neighbours(family=socket.AF_BRIDGE, ifindex=index):
+        mac, dst = entry.get_attr("NDA_LLADDR"), entry.get_attr("NDA_DST")
+        if mac and dst:
+            found.setdefault(str(mac).lower(), set()).add(str(dst))
+    return found
 
 
 def check_lease(conf: VxlanConf, me: Node | None, ips: tuple[IPConfig, ...]) -> None:
