@@ -198,3 +198,22 @@ def test_a_new_pod_answers_ipv6_from_another_node_at_once(network: Network) -> N
         c = network.add(network.bed.node2)
         ping = ["ping", "-n", "-q", "-c", "1", "-W", "1", c.ip6]
         assert a.pod.run(ping, check=False).returncode == 0
+
+
+@pytest.mark.root(plugins=("vxlan", "mycni-ipam"))
+def test_an_ipv6_pod_subnet_over_the_underlays_link_local_network_is_refused(
+    network: Network,
+) -> None:
+    """Routing fe80::/64 into the overlay would take the underlay's own IPv6."""
+    node = network.bed.node1
+    nodes = cluster.node_list(network.bed, dual_stack=True)
+    nodes[1]["podSubnets"] = [nodes[1]["podSubnets"][0], "fe80::/64"]
+    network.overrides["vxlan.nodes"] = nodes
+    routes = cluster.node_routes6(node)
+    pod = network.bed.add_pod("ll")
+    with pytest.raises(tb.CniCommandError) as err:
+        node.driver.add(network.conflist(node), pod, "ll-pod")
+    assert err.value.code == 7
+    assert err.value.msg.startswith("nodes[1].podSubnets[1]: fe80::/64 overlaps")
+    assert cluster.node_routes6(node) == routes
+    assert cluster.leases(node) == [] and cluster.host_links(node) == set()

@@ -98,17 +98,19 @@ def _first_ipv4(ipr: IPRoute, index: int) -> ipaddress.IPv4Address | None:
 
 
 def check_subnets(ipr: IPRoute, conf: VxlanConf, underlay: Underlay) -> None:
-    """Pod subnets routed into the overlay must not swallow the underlay itself."""
+    """Pod subnets routed into the overlay must not swallow the underlay itself (its
+    IPv6 networks, link-local included, as much as its IPv4 ones)."""
     local_nets = [
         ipaddress.ip_network(f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}", False)
-        for a in ipr.get_addr(family=socket.AF_INET, index=underlay.index)
+        for a in ipr.get_addr(index=underlay.index)
+        if a["family"] in (socket.AF_INET, socket.AF_INET6)
     ]
-    for i, node in enumerate(conf.nodes):
+    for node in conf.nodes:
         for subnet in node.pod_subnets:
             for net in local_nets:
                 if subnet.version == net.version and subnet.overlaps(net):
                     raise InvalidConfig(
-                        f"nodes[{i}].podSubnet: {subnet} overlaps the underlay "
+                        f"{node.path_of(subnet)}: {subnet} overlaps the underlay "
                         f"{net} of {underlay.name}"
                     )
 
