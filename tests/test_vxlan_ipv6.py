@@ -1,6 +1,6 @@
 """Dual-stack pods with the vxlan plugin alone (no eBPF): IPv6 inside the overlay
 next to IPv4, across nodes, on one node and to the node itself; the node state
-behind it, CHECK and DEL."""
+behind it, CHECK, DEL, and the limits IPv6 puts on the config."""
 
 from __future__ import annotations
 
@@ -217,3 +217,19 @@ def test_an_ipv6_pod_subnet_over_the_underlays_link_local_network_is_refused(
     assert err.value.msg.startswith("nodes[1].podSubnets[1]: fe80::/64 overlaps")
     assert cluster.node_routes6(node) == routes
     assert cluster.leases(node) == [] and cluster.host_links(node) == set()
+
+
+@pytest.mark.root(plugins=("vxlan", "mycni-ipam"))
+def test_an_underlay_too_small_for_ipv6_is_refused_naming_the_mtu(
+    network: Network,
+) -> None:
+    """Linux turns IPv6 off on a link below 1280 bytes (RFC 8200's minimum)."""
+    node = network.bed.node1
+    node.run(["ip", "link", "set", node.underlay, "mtu", "1300"])
+    pod = network.bed.add_pod("small")
+    with pytest.raises(tb.CniCommandError) as err:
+        node.driver.add(network.conflist(node), pod, "small-pod")
+    assert err.value.code == 7 and err.value.msg.startswith("mtu: ")
+    assert "1280" in err.value.msg and "1250" in err.value.msg
+    assert cluster.leases(node) == [] and cluster.host_links(node) == set()
+    assert tb.list_links(pod.name) == {"lo"}

@@ -17,6 +17,8 @@ MAX_VNI = (1 << 24) - 1
 # Outer IPv4 (20) + UDP (8) + VXLAN (8) + inner Ethernet (14) bytes.
 VXLAN_OVERHEAD_V4 = 50
 MIN_MTU = 576  # the IPv4 minimum datagram size every host must accept (RFC 791)
+# IPv6's minimum link MTU (RFC 8200 section 5); Linux turns IPv6 off on a smaller link.
+MIN_MTU_V6 = 1280
 DEFAULT_STATE_DIR = Path("/var/lib/cni/mycni-vxlan")
 
 
@@ -75,6 +77,11 @@ class VxlanConf:
     host_veth_prefix: str
     state_dir: Path
 
+    @property
+    def has_ipv6(self) -> bool:
+        """Some node has an IPv6 pod subnet: the overlay carries IPv6."""
+        return any(s.version == 6 for n in self.nodes for s in n.pod_subnets)
+
     @classmethod
     def from_json(cls, config: dict[str, Any]) -> VxlanConf:
         ipam = config.get("ipam")
@@ -102,6 +109,8 @@ class VxlanConf:
         if config.get("mtu") is not None:
             mtu = fields.integer(config, "mtu", 0, MIN_MTU, 65535)
         nodes = _nodes(config.get("nodes", []))
+        if mtu is not None and mtu < MIN_MTU_V6:
+            _refuse_small_ipv6_mtu(nodes, mtu)
         return cls(
             network=str(config["name"]),
             ipam_type=ipam_type,
@@ -208,3 +217,13 @@ def _reject_overlaps(nodes: list[Node]) -> None:
                         f"nodes[{j}]"
                     )
             owners.append((subnet, i))
+
+
+def _refuse_small_ipv6_mtu(nodes: tuple[Node, ...], mtu: int) -> None:
+    for node in nodes:
+        for subnet in node.pod_subnets:
+            if subnet.version == 6:
+                raise InvalidConfig(
+                    f"mtu: {mtu} is below {MIN_MTU_V6}, the least IPv6 needs, and "
+                    f"{node.path_of(subnet)} is the IPv6 subnet {subnet}"
+                )

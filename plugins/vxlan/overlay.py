@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from libcni.errors import CheckFailed, ConflictingState, InvalidConfig
 from libcni.types import IPAddress, IPConfig, IPNetwork
 from mycni_vxlan import netlink
-from mycni_vxlan.config import VXLAN_OVERHEAD_V4, Node, VxlanConf
+from mycni_vxlan.config import MIN_MTU_V6, VXLAN_OVERHEAD_V4, Node, VxlanConf
 
 if TYPE_CHECKING:
     from pyroute2 import IPRoute
@@ -115,25 +115,39 @@ def check_subnets(ipr: IPRoute, conf: VxlanConf, underlay: Underlay) -> None:
                     )
 
 
-def overlay_mtu(conf: VxlanConf, underlay: Underlay) -> int:
+def overlay_mtu(conf: VxlanConf, underlay: Underlay, ipv6: bool = False) -> int:
+    """The MTU of the VXLAN device and of every pod veth. An inner IPv6 packet pays
+    the same 50 bytes as an inner IPv4 one (its own header is inside the MTU).
+    `ipv6`: a pod gets an IPv6 address, even if no node lists an IPv6 subnet."""
     ceiling = underlay.mtu - VXLAN_OVERHEAD_V4
-    if conf.mtu is None:
-        return int(ceiling)
-    if conf.mtu > ceiling:
+    if conf.mtu is not None and conf.mtu > ceiling:
         raise InvalidConfig(
             f"mtu: {conf.mtu} does not fit underlay {underlay.name} (mtu {underlay.mtu}"
             f" leaves {ceiling} after {VXLAN_OVERHEAD_V4} bytes of VXLAN header)"
         )
-    return int(conf.mtu)
+    mtu = ceiling if conf.mtu is None else conf.mtu
+    if (ipv6 or conf.has_ipv6) and mtu < MIN_MTU_V6:
+        # Linux turns IPv6 off on such a link: the IPv6 addresses on the device
+        # and the pod's veth would fail later with a bare EINVAL.
+        why = (
+            f"{conf.mtu} is"
+            if conf.mtu is not None
+            else f"underlay {underlay.name} (mtu {underlay.mtu}) leaves {mtu} after "
+            f"{VXLAN_OVERHEAD_V4} bytes of VXLAN header,"
+        )
+        raise InvalidConfig(f"mtu: {why} below the {MIN_MTU_V6} that IPv6 pods need")
+    return int(mtu)
 
 
 def local_node(conf: VxlanConf, underlay: Underlay) -> Node | None:
     return next((n for n in conf.nodes if n.underlay == underlay.address), None)
 
 
-def ensure_device(ipr: IPRoute, conf: VxlanConf, underlay: Underlay) -> Overlay:
+def ensure_device(
+    ipr: IPRoute, conf: VxlanConf, underlay: Underlay, ipv6: bool = False
+) -> Overlay:
     """Create the VXLAN device once; on later ADDs check it matches the config."""
-    mtu = overlay_mtu(conf, underlay)
+    mtu = overlay_mtu(conf, underlay, ipv6)
     me = local_node(conf, underlay)
     created = netlink.tolerate(
         lambda: ipr.link(

@@ -63,8 +63,9 @@ def cmd_add(req: Request) -> Result:
 
             # Node-wide state, shared by every pod and kept: only after the IPAM
             # accepted its config, so a broken config never touches the overlay.
+            ipv6 = any(ip.address.version == 6 for ip in lease.ips)
             with netlink.step(f"set up vxlan device {conf.device}"):
-                vx = overlay.ensure_device(node, conf, underlay)
+                vx = overlay.ensure_device(node, conf, underlay, ipv6)
             with netlink.step(f"program routes to other nodes on {conf.device}"):
                 overlay.ensure_peers(node, conf, vx)
 
