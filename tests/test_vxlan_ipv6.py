@@ -1,6 +1,6 @@
 """Dual-stack pods with the vxlan plugin alone (no eBPF): IPv6 inside the overlay
 next to IPv4, across nodes, on one node and to the node itself; the node state
-behind it and DEL."""
+behind it, CHECK, DEL, and the limits IPv6 puts on the config."""
 
 from __future__ import annotations
 
@@ -73,6 +73,23 @@ def test_pods_and_nodes_reach_each_other_over_ipv6(network: Network) -> None:
 
 
 @pytest.mark.root(plugins=("vxlan", "mycni-ipam"))
+def test_full_size_ipv6_packets_cross_the_overlay(network: Network) -> None:
+    """IPv6 never fragments on the way: the pod MTU must fit the VXLAN device's."""
+    a, c = network.add(network.bed.node1), network.add(network.bed.node2)
+    info = tb.link_info(network.bed.node1.name, device(network))
+    pod_eth0 = tb.link_info(a.pod.name, "eth0")
+    assert info is not None and pod_eth0 is not None
+    assert pod_eth0["mtu"] == info["mtu"] == 1450
+
+    payload = info["mtu"] - 40 - 8  # IPv6 and ICMPv6 headers
+    ping = ["ping", "-n", "-q", "-c", "2", "-W", "1", "-M", "do"]
+    full = a.pod.run([*ping, "-s", str(payload), c.ip6], check=False)
+    assert full.returncode == 0, full.stdout + full.stderr
+    over = a.pod.run([*ping, "-s", str(payload + 1), c.ip6], check=False)
+    assert over.returncode != 0
+
+
+@pytest.mark.root(plugins=("vxlan", "mycni-ipam"))
 def test_the_node_routes_the_other_nodes_ipv6_subnet_through_its_vtep(
     network: Network,
 ) -> None:
@@ -90,6 +107,46 @@ def test_the_node_routes_the_other_nodes_ipv6_subnet_through_its_vtep(
     neigh = n1.run(["ip", "-6", "neigh", "show", vtep6(network, n2), "dev", dev])
     mac = ":".join(f"{b:02x}" for b in (0x02, 0x6D, *n2.address.ip.packed))
     assert f"lladdr {mac} PERMANENT" in neigh.stdout
+
+
+@pytest.mark.root(plugins=("vxlan", "mycni-ipam"))
+def test_check_fails_naming_a_missing_ipv6_peer_route_and_add_restores_it(
+    network: Network,
+) -> None:
+    n1, n2 = network.bed.nodes
+    a = network.add(n1)
+    conflist = network.conflist(n1)
+    n1.driver.check(conflist, a.pod, a.container_id)
+    peer = cluster.pod_subnet6(network.bed, n2)
+
+    n1.run(["ip", "-6", "route", "del", str(peer)])
+    with pytest.raises(tb.CniCommandError) as err:
+        n1.driver.check(conflist, a.pod, a.container_id)
+    assert err.value.code == 104 and str(peer) in err.value.msg
+
+    network.add(n1)  # the next ADD programs the peers again
+    n1.driver.check(conflist, a.pod, a.container_id)
+
+
+@pytest.mark.root(plugins=("vxlan", "mycni-ipam"))
+def test_check_also_names_a_missing_ipv4_peer_route(network: Network) -> None:
+    n1, n2 = network.bed.nodes
+    a = network.add(n1)
+    peer = cluster.pod_subnet(network.bed, n2)
+    n1.run(["ip", "-4", "route", "del", str(peer)])
+    with pytest.raises(tb.CniCommandError) as err:
+        n1.driver.check(network.conflist(n1), a.pod, a.container_id)
+    assert err.value.code == 104 and str(peer) in err.value.msg
+
+
+@pytest.mark.root(plugins=("vxlan", "mycni-ipam"))
+def test_check_fails_naming_a_missing_ipv6_vtep_neighbour(network: Network) -> None:
+    n1, n2 = network.bed.nodes
+    a = network.add(n1)
+    n1.run(["ip", "-6", "neigh", "del", vtep6(network, n2), "dev", device(network)])
+    with pytest.raises(tb.CniCommandError) as err:
+        n1.driver.check(network.conflist(n1), a.pod, a.container_id)
+    assert err.value.code == 104 and vtep6(network, n2) in err.value.msg
 
 
 @pytest.mark.root(plugins=("vxlan", "mycni-ipam"))
@@ -130,3 +187,49 @@ def test_a_foreign_route_to_a_peers_ipv6_subnet_is_not_taken_over(
         r.startswith(f"{other} dev {node.underlay}") for r in cluster.node_routes6(node)
     )
     assert cluster.leases(node) == [] and cluster.host_links(node) == set()
+
+
+@pytest.mark.root(plugins=("vxlan", "mycni-ipam"))
+def test_a_new_pod_answers_ipv6_from_another_node_at_once(network: Network) -> None:
+    """Within a second of ADD, as over IPv4: the node must not wait for DAD on the
+    host veth before it can ask for the pod's MAC."""
+    a = network.add(network.bed.node1)
+    for _ in range(2):
+        c = network.add(network.bed.node2)
+        ping = ["ping", "-n", "-q", "-c", "1", "-W", "1", c.ip6]
+        assert a.pod.run(ping, check=False).returncode == 0
+
+
+@pytest.mark.root(plugins=("vxlan", "mycni-ipam"))
+def test_an_ipv6_pod_subnet_over_the_underlays_link_local_network_is_refused(
+    network: Network,
+) -> None:
+    """Routing fe80::/64 into the overlay would take the underlay's own IPv6."""
+    node = network.bed.node1
+    nodes = cluster.node_list(network.bed, dual_stack=True)
+    nodes[1]["podSubnets"] = [nodes[1]["podSubnets"][0], "fe80::/64"]
+    network.overrides["vxlan.nodes"] = nodes
+    routes = cluster.node_routes6(node)
+    pod = network.bed.add_pod("ll")
+    with pytest.raises(tb.CniCommandError) as err:
+        node.driver.add(network.conflist(node), pod, "ll-pod")
+    assert err.value.code == 7
+    assert err.value.msg.startswith("nodes[1].podSubnets[1]: fe80::/64 overlaps")
+    assert cluster.node_routes6(node) == routes
+    assert cluster.leases(node) == [] and cluster.host_links(node) == set()
+
+
+@pytest.mark.root(plugins=("vxlan", "mycni-ipam"))
+def test_an_underlay_too_small_for_ipv6_is_refused_naming_the_mtu(
+    network: Network,
+) -> None:
+    """Linux turns IPv6 off on a link below 1280 bytes (RFC 8200's minimum)."""
+    node = network.bed.node1
+    node.run(["ip", "link", "set", node.underlay, "mtu", "1300"])
+    pod = network.bed.add_pod("small")
+    with pytest.raises(tb.CniCommandError) as err:
+        node.driver.add(network.conflist(node), pod, "small-pod")
+    assert err.value.code == 7 and err.value.msg.startswith("mtu: ")
+    assert "1280" in err.value.msg and "1250" in err.value.msg
+    assert cluster.leases(node) == [] and cluster.host_links(node) == set()
+    assert tb.list_links(pod.name) == {"lo"}

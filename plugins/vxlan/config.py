@@ -17,6 +17,8 @@ MAX_VNI = (1 << 24) - 1
 # Outer IPv4 (20) + UDP (8) + VXLAN (8) + inner Ethernet (14) bytes.
 VXLAN_OVERHEAD_V4 = 50
 MIN_MTU = 576  # the IPv4 minimum datagram size every host must accept (RFC 791)
+# IPv6's minimum link MTU (RFC 8200 section 5); Linux turns IPv6 off on a smaller link.
+MIN_MTU_V6 = 1280
 DEFAULT_STATE_DIR = Path("/var/lib/cni/mycni-vxlan")
 
 
@@ -27,6 +29,14 @@ class Node:
     underlay: ipaddress.IPv4Address
     pod_subnets: tuple[IPNetwork, ...]
     name: str = ""
+    # The JSON path of each pod subnet, for errors found after parsing.
+    paths: tuple[str, ...] = ()
+
+    def path_of(self, subnet: IPNetwork) -> str:
+        for have, path in zip(self.pod_subnets, self.paths, strict=False):
+            if have == subnet:
+                return path
+        return "podSubnet"
 
 
 @dataclass(frozen=True)
@@ -67,6 +77,11 @@ class VxlanConf:
     host_veth_prefix: str
     state_dir: Path
 
+    @property
+    def has_ipv6(self) -> bool:
+        """Some node has an IPv6 pod subnet: the overlay carries IPv6."""
+        return any(s.version == 6 for n in self.nodes for s in n.pod_subnets)
+
     @classmethod
     def from_json(cls, config: dict[str, Any]) -> VxlanConf:
         ipam = config.get("ipam")
@@ -93,6 +108,9 @@ class VxlanConf:
         mtu = None
         if config.get("mtu") is not None:
             mtu = fields.integer(config, "mtu", 0, MIN_MTU, 65535)
+        nodes = _nodes(config.get("nodes", []))
+        if mtu is not None and mtu < MIN_MTU_V6:
+            _refuse_small_ipv6_mtu(nodes, mtu)
         return cls(
             network=str(config["name"]),
             ipam_type=ipam_type,
@@ -102,7 +120,7 @@ class VxlanConf:
             underlay_device=underlay_device,
             local_address=local,
             mtu=mtu,
-            nodes=_nodes(config.get("nodes", [])),
+            nodes=nodes,
             host_veth_prefix=prefix,
             state_dir=fields.absolute_path(config, "stateDir", DEFAULT_STATE_DIR),
         )
@@ -139,33 +157,44 @@ def _nodes(raw: Any) -> tuple[Node, ...]:
                 f"{where}.underlayAddress: {underlay} repeats nodes[{seen[underlay]}]"
             )
         seen[underlay] = i
-        subnets = entry.get("podSubnets", [])
-        if "podSubnet" in entry:
-            subnets = [entry["podSubnet"], *subnets]
-        if not isinstance(subnets, list) or not subnets:
-            raise InvalidConfig(f"{where}.podSubnet: missing")
-        parsed = tuple(
-            _subnet(s, f"{where}.podSubnet[{j}]") for j, s in enumerate(subnets)
-        )
+        raw_subnets = _subnet_entries(entry, where)
+        parsed = tuple(_subnet(text, path) for path, text in raw_subnets)
         name = entry.get("name", "")
         if not isinstance(name, str):
             raise InvalidConfig(f"{where}.name: expected a string, got {name!r}")
         if name and name in names:
             raise InvalidConfig(f"{where}.name: {name!r} repeats nodes[{names[name]}]")
         names[name] = i
-        nodes.append(Node(underlay=underlay, pod_subnets=parsed, name=name))
+        paths = tuple(path for path, _ in raw_subnets)
+        nodes.append(
+            Node(underlay=underlay, pod_subnets=parsed, name=name, paths=paths)
+        )
     _reject_overlaps(nodes)
-    for i, node in enumerate(nodes):
+    for node in nodes:
         for subnet in node.pod_subnets:
             if subnet.prefixlen == 0:
-                raise InvalidConfig(f"nodes[{i}].podSubnet: {subnet} is everything")
+                raise InvalidConfig(f"{node.path_of(subnet)}: {subnet} is everything")
             for other in nodes:
                 if other.underlay in subnet:
                     raise InvalidConfig(
-                        f"nodes[{i}].podSubnet: {subnet} contains the underlay "
+                        f"{node.path_of(subnet)}: {subnet} contains the underlay "
                         f"address {other.underlay}"
                     )
     return tuple(nodes)
+
+
+def _subnet_entries(entry: dict[str, Any], where: str) -> list[tuple[str, Any]]:
+    """(JSON path, value) of each pod subnet: `podSubnet` first, then `podSubnets`."""
+    found: list[tuple[str, Any]] = []
+    if "podSubnet" in entry:
+        found.append((f"{where}.podSubnet", entry["podSubnet"]))
+    listed = entry.get("podSubnets", [])
+    if not isinstance(listed, list):
+        raise InvalidConfig(f"{where}.podSubnets: expected a list, got {listed!r}")
+    found += [(f"{where}.podSubnets[{j}]", text) for j, text in enumerate(listed)]
+    if not found:
+        raise InvalidConfig(f"{where}.podSubnet: missing")
+    return found
 
 
 def _subnet(text: Any, where: str) -> IPNetwork:
@@ -184,6 +213,17 @@ def _reject_overlaps(nodes: list[Node]) -> None:
             for other, j in owners:
                 if subnet.version == other.version and subnet.overlaps(other):
                     raise InvalidConfig(
-                        f"nodes[{i}].podSubnet: {subnet} overlaps {other} of nodes[{j}]"
+                        f"{node.path_of(subnet)}: {subnet} overlaps {other} of "
+                        f"nodes[{j}]"
                     )
             owners.append((subnet, i))
+
+
+def _refuse_small_ipv6_mtu(nodes: tuple[Node, ...], mtu: int) -> None:
+    for node in nodes:
+        for subnet in node.pod_subnets:
+            if subnet.version == 6:
+                raise InvalidConfig(
+                    f"mtu: {mtu} is below {MIN_MTU_V6}, the least IPv6 needs, and "
+                    f"{node.path_of(subnet)} is the IPv6 subnet {subnet}"
+                )

@@ -14,10 +14,10 @@ import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from libcni.errors import ConflictingState, InvalidConfig
+from libcni.errors import CheckFailed, ConflictingState, InvalidConfig
 from libcni.types import IPAddress, IPConfig, IPNetwork
 from mycni_vxlan import netlink
-from mycni_vxlan.config import VXLAN_OVERHEAD_V4, Node, VxlanConf
+from mycni_vxlan.config import MIN_MTU_V6, VXLAN_OVERHEAD_V4, Node, VxlanConf
 
 if TYPE_CHECKING:
     from pyroute2 import IPRoute
@@ -98,40 +98,56 @@ def _first_ipv4(ipr: IPRoute, index: int) -> ipaddress.IPv4Address | None:
 
 
 def check_subnets(ipr: IPRoute, conf: VxlanConf, underlay: Underlay) -> None:
-    """Pod subnets routed into the overlay must not swallow the underlay itself."""
+    """Pod subnets routed into the overlay must not swallow the underlay itself (its
+    IPv6 networks, link-local included, as much as its IPv4 ones)."""
     local_nets = [
         ipaddress.ip_network(f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}", False)
-        for a in ipr.get_addr(family=socket.AF_INET, index=underlay.index)
+        for a in ipr.get_addr(index=underlay.index)
+        if a["family"] in (socket.AF_INET, socket.AF_INET6)
     ]
-    for i, node in enumerate(conf.nodes):
+    for node in conf.nodes:
         for subnet in node.pod_subnets:
             for net in local_nets:
                 if subnet.version == net.version and subnet.overlaps(net):
                     raise InvalidConfig(
-                        f"nodes[{i}].podSubnet: {subnet} overlaps the underlay "
+                        f"{node.path_of(subnet)}: {subnet} overlaps the underlay "
                         f"{net} of {underlay.name}"
                     )
 
 
-def overlay_mtu(conf: VxlanConf, underlay: Underlay) -> int:
+def overlay_mtu(conf: VxlanConf, underlay: Underlay, ipv6: bool = False) -> int:
+    """The MTU of the VXLAN device and of every pod veth. An inner IPv6 packet pays
+    the same 50 bytes as an inner IPv4 one (its own header is inside the MTU).
+    `ipv6`: a pod gets an IPv6 address, even if no node lists an IPv6 subnet."""
     ceiling = underlay.mtu - VXLAN_OVERHEAD_V4
-    if conf.mtu is None:
-        return int(ceiling)
-    if conf.mtu > ceiling:
+    if conf.mtu is not None and conf.mtu > ceiling:
         raise InvalidConfig(
             f"mtu: {conf.mtu} does not fit underlay {underlay.name} (mtu {underlay.mtu}"
             f" leaves {ceiling} after {VXLAN_OVERHEAD_V4} bytes of VXLAN header)"
         )
-    return int(conf.mtu)
+    mtu = ceiling if conf.mtu is None else conf.mtu
+    if (ipv6 or conf.has_ipv6) and mtu < MIN_MTU_V6:
+        # Linux turns IPv6 off on such a link: the IPv6 addresses on the device
+        # and the pod's veth would fail later with a bare EINVAL.
+        why = (
+            f"{conf.mtu} is"
+            if conf.mtu is not None
+            else f"underlay {underlay.name} (mtu {underlay.mtu}) leaves {mtu} after "
+            f"{VXLAN_OVERHEAD_V4} bytes of VXLAN header,"
+        )
+        raise InvalidConfig(f"mtu: {why} below the {MIN_MTU_V6} that IPv6 pods need")
+    return int(mtu)
 
 
 def local_node(conf: VxlanConf, underlay: Underlay) -> Node | None:
     return next((n for n in conf.nodes if n.underlay == underlay.address), None)
 
 
-def ensure_device(ipr: IPRoute, conf: VxlanConf, underlay: Underlay) -> Overlay:
+def ensure_device(
+    ipr: IPRoute, conf: VxlanConf, underlay: Underlay, ipv6: bool = False
+) -> Overlay:
     """Create the VXLAN device once; on later ADDs check it matches the config."""
-    mtu = overlay_mtu(conf, underlay)
+    mtu = overlay_mtu(conf, underlay, ipv6)
     me = local_node(conf, underlay)
     created = netlink.tolerate(
         lambda: ipr.link(
@@ -300,6 +316,87 @@ def _refuse_foreign_route(
             f"failed to route pod subnet {subnet} into {overlay.name}: a route "
             f"through link {oif} already exists"
         )
+
+
+def check_peers(ipr: IPRoute, conf: VxlanConf, overlay: Overlay) -> None:
+    """CHECK: this node's VTEP addresses and, for every other node, the route,
+    neighbour and FDB entry that ensure_peers programs."""
+    have = _addresses(ipr, overlay.index)
+    for vtep in vtep_addresses(overlay.local).values() if overlay.local else ():
+        if vtep not in have:
+            raise CheckFailed(
+                f"failed to check vxlan device {overlay.name}: its VTEP address "
+                f"{vtep}/{vtep.max_prefixlen} is missing"
+            )
+    routes = _routes_via(ipr, overlay.index)
+    neighbours = _permanent_neighbours(ipr, overlay.index)
+    fdb = _fdb(ipr, overlay.index)
+    for node in conf.nodes:
+        if node is overlay.local:
+            continue
+        vteps = vtep_addresses(node)
+        mac = vtep_mac(node.underlay)
+        if str(node.underlay) not in fdb.get(mac, set()):
+            raise CheckFailed(
+                f"failed to check fdb entry {mac} dst {node.underlay} on "
+                f"{overlay.name}: it is missing"
+            )
+        for vtep in vteps.values():
+            if neighbours.get(vtep) != mac:
+                raise CheckFailed(
+                    f"failed to check neighbour {vtep} lladdr {mac} on "
+                    f"{overlay.name}: it is {neighbours.get(vtep) or 'missing'}"
+                )
+        for subnet in node.pod_subnets:
+            if routes.get(subnet) != vteps[subnet.version]:
+                raise CheckFailed(
+                    f"failed to check route {subnet} via {vteps[subnet.version]} "
+                    f"dev {overlay.name}: it is missing"
+                )
+
+
+def _addresses(ipr: IPRoute, index: int) -> set[IPAddress]:
+    return {
+        ipaddress.ip_address(a.get_attr("IFA_ADDRESS"))
+        for a in ipr.get_addr(index=index)
+        if a["family"] in (socket.AF_INET, socket.AF_INET6)
+    }
+
+
+def _routes_via(ipr: IPRoute, index: int) -> dict[IPNetwork, IPAddress | None]:
+    """Destination -> gateway of the main tables' routes through one link."""
+    found: dict[IPNetwork, IPAddress | None] = {}
+    for version in (4, 6):
+        for route in ipr.get_routes(
+            family=family(version), table=netlink.RT_TABLE_MAIN
+        ):
+            if route.get_attr("RTA_OIF") != index:
+                continue
+            gateway = route.get_attr("RTA_GATEWAY")
+            found[_destination(route, version)] = (
+                ipaddress.ip_address(gateway) if gateway else None
+            )
+    return found
+
+
+def _permanent_neighbours(ipr: IPRoute, index: int) -> dict[IPAddress, str]:
+    found: dict[IPAddress, str] = {}
+    for version in (4, 6):
+        for neigh in ipr.get_neighbours(family=family(version), ifindex=index):
+            dst, mac = neigh.get_attr("NDA_DST"), neigh.get_attr("NDA_LLADDR")
+            if dst and mac and neigh["state"] & netlink.NUD_PERMANENT:
+                found[ipaddress.ip_address(dst)] = str(mac).lower()
+    return found
+
+
+def _fdb(ipr: IPRoute, index: int) -> dict[str, set[str]]:
+    """MAC -> remote underlay addresses of the VXLAN device's forwarding database."""
+    found: dict[str, set[str]] = {}
+    for entry in ipr.get_neighbours(family=socket.AF_BRIDGE, ifindex=index):
+        mac, dst = entry.get_attr("NDA_LLADDR"), entry.get_attr("NDA_DST")
+        if mac and dst:
+            found.setdefault(str(mac).lower(), set()).add(str(dst))
+    return found
 
 
 def check_lease(conf: VxlanConf, me: Node | None, ips: tuple[IPConfig, ...]) -> None:

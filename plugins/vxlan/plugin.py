@@ -63,8 +63,9 @@ def cmd_add(req: Request) -> Result:
 
             # Node-wide state, shared by every pod and kept: only after the IPAM
             # accepted its config, so a broken config never touches the overlay.
+            ipv6 = any(ip.address.version == 6 for ip in lease.ips)
             with netlink.step(f"set up vxlan device {conf.device}"):
-                vx = overlay.ensure_device(node, conf, underlay)
+                vx = overlay.ensure_device(node, conf, underlay, ipv6)
             with netlink.step(f"program routes to other nodes on {conf.device}"):
                 overlay.ensure_peers(node, conf, vx)
 
@@ -270,10 +271,19 @@ def check_host(node: IPRoute, host: str, ips: tuple[IPConfig, ...]) -> None:
 
 
 def check_overlay(node: IPRoute, conf: VxlanConf) -> None:
-    if netlink.link_index(node, conf.device) is None:
+    """The VXLAN device, this node's VTEP addresses and the way to every other node."""
+    index = netlink.link_index(node, conf.device)
+    if index is None:
         raise CheckFailed(
             f"failed to check vxlan device {conf.device}: it does not exist"
         )
+    try:
+        underlay = overlay.find_underlay(node, conf)
+    except CniError as exc:
+        raise CheckFailed(f"failed to check the underlay: {exc.msg}") from exc
+    mtu = int(node.get_links(index)[0].get_attr("IFLA_MTU"))
+    vx = overlay.Overlay(index, conf.device, mtu, overlay.local_node(conf, underlay))
+    overlay.check_peers(node, conf, vx)
 
 
 def host_veth_name(conf: VxlanConf | TeardownConf, req: Request) -> str:

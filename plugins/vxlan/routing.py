@@ -29,6 +29,7 @@ FORWARDING = {
     4: "/proc/sys/net/ipv4/ip_forward",
     6: "/proc/sys/net/ipv6/conf/all/forwarding",
 }
+ACCEPT_DAD = "/proc/sys/net/ipv6/conf/{}/accept_dad"
 
 
 def gateway_of(ip: IPConfig) -> IPAddress:
@@ -101,6 +102,8 @@ def _add_or_append(ipr: IPRoute, **route: object) -> None:
 def configure_host(node: IPRoute, pair: VethPair, ips: tuple[IPConfig, ...]) -> None:
     """Gateway address on the host end (like every pod veth), and a route to the pod."""
     index = pair.host_index
+    if any(ip.address.version == 6 for ip in ips):
+        _skip_dad(pair.host_name)
     node.link("set", index=index, state="up")
     for ip in ips:
         gw = gateway_of(ip)
@@ -122,6 +125,19 @@ def configure_host(node: IPRoute, pair: VethPair, ips: tuple[IPConfig, ...]) -> 
             proto=netlink.RTPROT_STATIC,
         )
     log.debug("host %s: gateway and pod routes for %s", pair.host_name, ips)
+
+
+def _skip_dad(host: str) -> None:
+    """No duplicate address detection on the host end, set before it comes up.
+
+    Linux sends a neighbour solicitation for a forwarded packet only from a
+    link-local address that passed DAD (ndisc_send_ns), so a new pod would be
+    unreachable from outside its node for 1-2 s. Nothing else is on this link to
+    collide with: its other end is the pod's, born with it.
+    """
+    with open(ACCEPT_DAD.format(host), "w") as f:
+        f.write("0")
+    log.debug("host veth %s: IPv6 duplicate address detection off", host)
 
 
 def ensure_forwarding(families: set[int]) -> None:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from libcni.errors import InvalidConfig
 from libcni.types import IPConfig, Route
-from mycni_vxlan import routing, veth
+from mycni_vxlan import overlay, routing, veth
 from mycni_vxlan.config import TeardownConf, VxlanConf
 
 
@@ -43,7 +43,32 @@ def test_defaults() -> None:
         ({"localAddress": "fd00::1"}, "localAddress: fd00::1 is IPv6"),
         (
             {"nodes": [node("10.0.0.1", "10.244.3.5/24")]},
-            "nodes[0].podSubnet[0]: '10.244.3.5/24' has host bits set",
+            "nodes[0].podSubnet: '10.244.3.5/24' has host bits set",
+        ),
+        (
+            {"nodes": [node("10.0.0.1", "10.1.0.0/24", podSubnets=["fd00::1/64"])]},
+            "nodes[0].podSubnets[0]: 'fd00::1/64' has host bits set",
+        ),
+        (
+            {"nodes": [node("10.0.0.1", "10.1.0.0/24", podSubnets="fd00::/64")]},
+            "nodes[0].podSubnets: expected a list, got 'fd00::/64'",
+        ),
+        (
+            {
+                "nodes": [
+                    node("10.0.0.1", "10.1.0.0/24", podSubnets=["fd00::/48"]),
+                    node("10.0.0.2", "10.2.0.0/24", podSubnets=["fd00:0:0:1::/64"]),
+                ]
+            },
+            "nodes[1].podSubnets[0]: fd00:0:0:1::/64 overlaps fd00::/48 of nodes[0]",
+        ),
+        (
+            {
+                "mtu": 1200,
+                "nodes": [node("10.0.0.1", "10.1.0.0/24", podSubnets=["fd00::/64"])],
+            },
+            "mtu: 1200 is below 1280, the least IPv6 needs, and "
+            "nodes[0].podSubnets[0] is the IPv6 subnet fd00::/64",
         ),
         (
             {
@@ -90,6 +115,10 @@ def test_defaults() -> None:
         "state-dir-relative",
         "local-ipv6",
         "subnet-host-bits",
+        "subnets-list-host-bits",
+        "subnets-not-a-list",
+        "subnets-ipv6-overlap",
+        "mtu-below-ipv6-minimum",
         "subnets-overlap",
         "underlay-twice",
         "name-twice",
@@ -102,6 +131,94 @@ def test_invalid_config_names_the_field(extra: dict[str, Any], message: str) -> 
     with pytest.raises(InvalidConfig) as err:
         VxlanConf.from_json(conf(**extra))
     assert err.value.msg.startswith(message), err.value.msg
+
+
+def test_dual_stack_nodes_keep_both_subnets_in_order() -> None:
+    parsed = VxlanConf.from_json(
+        conf(
+            nodes=[
+                {"underlayAddress": "10.0.0.1", "podSubnets": ["fd00:1::/64"]},
+                node("10.0.0.2", "10.2.0.0/24", podSubnets=["fd00:2::/64"]),
+            ]
+        )
+    )
+    first, second = parsed.nodes
+    assert first.pod_subnets == (ipaddress.ip_network("fd00:1::/64"),)
+    assert second.pod_subnets == (
+        ipaddress.ip_network("10.2.0.0/24"),
+        ipaddress.ip_network("fd00:2::/64"),
+    )
+    assert second.paths == ("nodes[1].podSubnet", "nodes[1].podSubnets[0]")
+    assert parsed.has_ipv6
+    assert not VxlanConf.from_json(
+        conf(nodes=[node("10.0.0.1", "10.1.0.0/24")])
+    ).has_ipv6
+
+
+def test_a_small_mtu_is_fine_without_ipv6() -> None:
+    parsed = VxlanConf.from_json(
+        conf(mtu=1200, nodes=[node("10.0.0.1", "10.1.0.0/24")])
+    )
+    assert parsed.mtu == 1200
+
+
+def test_vtep_addresses_are_the_first_subnet_of_each_version() -> None:
+    parsed = VxlanConf.from_json(
+        conf(
+            nodes=[
+                {
+                    "underlayAddress": "10.0.0.1",
+                    "podSubnets": [
+                        "fd00:1::/64",
+                        "10.1.0.0/24",
+                        "fd00:9::/64",
+                        "10.9.0.0/24",
+                    ],
+                }
+            ]
+        )
+    )
+    assert overlay.vtep_addresses(parsed.nodes[0]) == {
+        6: ipaddress.ip_address("fd00:1::"),
+        4: ipaddress.ip_address("10.1.0.0"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("underlay_mtu", "subnet", "ipv6", "expected"),
+    [
+        (1500, "fd00::/64", False, 1450),
+        (1330, "fd00::/64", False, 1280),
+        (1300, "10.9.0.0/24", False, 1250),
+        (1329, "fd00::/64", False, None),
+        (1300, "10.9.0.0/24", True, None),
+    ],
+    ids=["v6-1500", "v6-at-minimum", "v4-only-small", "v6-too-small", "v6-lease-only"],
+)
+def test_overlay_mtu_leaves_ipv6_its_minimum(
+    underlay_mtu: int, subnet: str, ipv6: bool, expected: int | None
+) -> None:
+    parsed = VxlanConf.from_json(conf(nodes=[node("10.0.0.1", subnet)]))
+    underlay = overlay.Underlay(
+        2, "eth0", ipaddress.IPv4Address("10.0.0.1"), underlay_mtu
+    )
+    if expected is not None:
+        assert overlay.overlay_mtu(parsed, underlay, ipv6) == expected
+        return
+    with pytest.raises(InvalidConfig) as err:
+        overlay.overlay_mtu(parsed, underlay, ipv6)
+    assert err.value.msg.startswith("mtu: underlay eth0 (mtu ")
+    assert f"leaves {underlay_mtu - 50} " in err.value.msg and "1280" in err.value.msg
+
+
+def test_a_configured_mtu_too_small_for_an_ipv6_lease_is_named() -> None:
+    parsed = VxlanConf.from_json(
+        conf(mtu=1200, nodes=[node("10.0.0.1", "10.1.0.0/24")])
+    )
+    underlay = overlay.Underlay(2, "eth0", ipaddress.IPv4Address("10.0.0.1"), 1500)
+    with pytest.raises(InvalidConfig) as err:
+        overlay.overlay_mtu(parsed, underlay, ipv6=True)
+    assert err.value.msg == "mtu: 1200 is below the 1280 that IPv6 pods need"
 
 
 def test_teardown_reads_only_what_del_needs() -> None:
