@@ -28,15 +28,26 @@ def _get(
 def parse_interface_addr(text: Any, where: str) -> IPInterface:
     if not isinstance(text, str) or "/" not in text:
         raise InvalidConfig(f"{where}: {text!r} is not an address with a prefix length")
+    _refuse_scope(text, where)
     try:
         return ipaddress.ip_interface(text)
     except ValueError as exc:
         raise InvalidConfig(f"{where}: {text!r} is not an address/prefix") from exc
 
 
+def _refuse_scope(text: str, where: str) -> None:
+    # Python's ipaddress accepts "fd00::1%eth0" (RFC 4007) and keeps the zone apart,
+    # so it would vanish from what we pass on; no CNI address carries a zone.
+    if "%" in text:
+        raise InvalidConfig(
+            f"{where}: {text!r} has a zone index; pod addresses have none"
+        )
+
+
 def parse_address(text: Any, where: str) -> IPAddress:
     if not isinstance(text, str):
         raise InvalidConfig(f"{where}: expected an IP address string, got {text!r}")
+    _refuse_scope(text, where)
     try:
         return ipaddress.ip_address(text)
     except ValueError as exc:
@@ -110,6 +121,11 @@ class IPConfig:
         gateway = None
         if obj.get("gateway") is not None:
             gateway = parse_address(obj["gateway"], f"{where}.gateway")
+            if gateway.version != address.version:
+                raise InvalidConfig(
+                    f"{where}.gateway: {gateway} is IPv{gateway.version}, the address "
+                    f"{address} IPv{address.version}"
+                )
         interface = _get(obj, "interface", int, where)
         if interface is not None and interface < 0:
             raise InvalidConfig(f"{where}.interface: {interface} is negative")

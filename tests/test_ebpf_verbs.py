@@ -194,6 +194,41 @@ def test_add_refuses_a_host_veth_that_another_pod_owns(chain: Network) -> None:
 
 
 @pytest.mark.root
+def test_loopback_as_host_interface_is_invalid_config(chain: Network) -> None:
+    node = chain.bed.node1
+    at = chain.add(node)
+    odd = json.loads(json.dumps(at.result))
+    odd["interfaces"][0]["name"] = "lo"
+    cfg = config(chain, node, cniVersion="1.0.0", prevResult=odd)
+    env = {**pod_env(at), "CNI_CONTAINERID": f"{chain.bed.name}-lo"}
+    reply = cluster.run_plugin(node, PLUGIN, "ADD", cfg, **env)
+    assert reply.out is not None and reply.out["code"] == 7, reply  # was 5
+    assert "host interface lo is not a pod's veth" in reply.out["msg"]
+    assert ours(node, "lo") == [] and len(records(node)) == 1
+
+
+@pytest.mark.root
+@pytest.mark.parametrize(
+    "ips",
+    [[{"address": "10.1.0.3"}], [{"address": "10.1.0.3/24", "interface": 9}],
+     [{"address": "fd00::3/129"}]],
+    ids=["no-prefix", "interface-out-of-range", "prefix-129"],
+)  # fmt: skip
+def test_recordless_del_with_an_unreadable_prev_result_succeeds(
+    chain: Network, ips: list[dict[str, Any]]
+) -> None:
+    """Nothing to undo can be read from it; DEL must not fail the runtime's chain."""
+    node = chain.bed.node1
+    at = chain.add(node)
+    broken = {**at.result, "ips": ips}
+    cfg = config(chain, node, cniVersion="1.0.0", prevResult=broken)
+    env = {**pod_env(at), "CNI_CONTAINERID": f"{chain.bed.name}-unknown"}
+    reply = cluster.run_plugin(node, PLUGIN, "DEL", cfg, **env)
+    assert (reply.code, reply.out) == (0, None), reply
+    assert at.ip in cluster.endpoints(node)  # the real pod keeps its entry
+
+
+@pytest.mark.root
 def test_status_says_how_new_pods_would_attach(chain: Network) -> None:
     node = chain.bed.node1
     for mode in ("tcx", "tc"):

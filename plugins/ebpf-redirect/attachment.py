@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from libcni.errors import InvalidConfig
 from libcni.types import IPAddress, IPInterface, Result
+from libcni.types import parse_mac as unicast_mac
 
 from .maps import parse_mac
 
@@ -36,12 +37,8 @@ class Attachment:
                 f"prevResult.interfaces: no interface {ifname} inside a sandbox"
             )
         where = f"prevResult.interfaces[{index}].mac"
-        try:
-            pod_mac = parse_mac(prev.interfaces[index].mac)
-        except ValueError as exc:
-            raise InvalidConfig(
-                f"{where}: {prev.interfaces[index].mac!r} is not a MAC address"
-            ) from exc
+        # Unicast only: it becomes the destination MAC of every redirected frame.
+        pod_mac = parse_mac(unicast_mac(prev.interfaces[index].mac, where))
         # An ips entry without "interface" is taken to belong to the pod (spec
         # 1.0 "ips": the field is optional).
         mine = [

@@ -213,6 +213,8 @@ def _record(req: Request, conf: EbpfConf, host: links.Link, want: Attachment) ->
         priority=conf.priority,
         mode="fast" if conf.fast_path and not conf.shaped else "stack",
         reason=DISABLED if not conf.fast_path else SHAPED if conf.shaped else "",
+        # Set by ADD once attached; a stack-path pod has no hook to name.
+        attach="",
     )
 
 
@@ -230,7 +232,12 @@ def _find_host_link(name: str) -> links.Link:
     host = links.find(name)
     if host is None:
         raise InvalidConfig(f"prevResult: host interface {name} not found on the node")
-    kind = links.driver(name)
+    try:
+        kind = links.driver(name)
+    except IOFailure as exc:  # lo and other drivers without ethtool
+        raise InvalidConfig(
+            f"prevResult: host interface {name} is not a pod's veth: {exc.msg}"
+        ) from exc
     if kind != "veth":
         # A bridge (say) is shared by every pod: one pod's DEL would take the
         # others' filter with it. Only a per-pod veth, as vxlan makes, will do.
@@ -244,10 +251,11 @@ def _find_host_link(name: str) -> links.Link:
 def _record_from_prev(req: Request, conf: EbpfConf, store: Store) -> Record | None:
     """DEL without our record (ADD died early, or state was wiped): use prevResult,
     unless the veth it names now belongs to another sandbox."""
-    prev = prev_result(req.config)
-    if prev is None:
-        return None
     try:
+        # A prevResult DEL cannot read is as good as none: nothing to undo from it.
+        prev = prev_result(req.config)
+        if prev is None:
+            return None
         want = Attachment.from_prev_result(prev, req.ifname)
     except InvalidConfig as exc:
         log.warning(

@@ -85,7 +85,8 @@ def test_unusable_prev_result(
 def test_addresses_that_would_steal_traffic_are_refused(address: str, why: str) -> None:
     """In the endpoint map such an address redirects other traffic into this pod
     (a review found the gateway and the node's own address taken that way)."""
-    ips = [{"address": address, "gateway": "10.1.0.1", "interface": 1}]
+    gateway = "10.1.0.1" if "." in address else "fd00::1"
+    ips = [{"address": address, "gateway": gateway, "interface": 1}]
     with pytest.raises(InvalidConfig) as info:
         Attachment.from_prev_result(prev(ips=ips), "eth0")
     assert info.value.msg.startswith("prevResult.ips[0].address: ")
@@ -96,3 +97,15 @@ def test_a_point_to_point_prefix_has_no_network_or_broadcast_address() -> None:
     ips = [{"address": "10.1.0.0/31", "interface": 1}]
     got = Attachment.from_prev_result(prev(ips=ips), "eth0")
     assert got.ips == (IPv4Address("10.1.0.0"),)
+
+
+def test_a_multicast_pod_mac_is_refused() -> None:
+    """It would be the destination MAC of every frame redirected to the pod."""
+    interfaces = [
+        {"name": "veth1", "mac": "02:00:00:00:00:04"},
+        {"name": "eth0", "mac": "01:00:5e:00:00:01", "sandbox": "/run/netns/p"},
+    ]
+    with pytest.raises(InvalidConfig) as info:
+        Attachment.from_prev_result(prev(interfaces=interfaces), "eth0")
+    assert info.value.msg.startswith("prevResult.interfaces[1].mac: ")
+    assert "multicast" in info.value.msg

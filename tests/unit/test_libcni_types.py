@@ -208,6 +208,19 @@ def test_interface_index_out_of_range_names_the_path(
         ({"dns": []}, "result.dns"),
         ({"dns": {"nameservers": [1]}}, "result.dns.nameservers"),
         ({"dns": {"domain": 5}}, "result.dns.domain"),
+        ({"ips": [{"address": "fd00::c%eth0/64"}]}, "result.ips[0].address"),
+        (
+            {"ips": [{"address": "fd00::c/64", "gateway": "fe80::1%eth0"}]},
+            "result.ips[0].gateway",
+        ),
+        (
+            {"ips": [{"address": "fd00::c/64", "gateway": "10.1.0.1"}]},
+            "result.ips[0].gateway",
+        ),
+        (
+            {"ips": [{"address": "10.1.0.3/24", "gateway": "fd00::1"}]},
+            "result.ips[0].gateway",
+        ),
     ],
     ids=[
         "not-object",
@@ -225,6 +238,10 @@ def test_interface_index_out_of_range_names_the_path(
         "dns-list",
         "nameserver-number",
         "domain-number",
+        "address-with-zone",
+        "gateway-with-zone",
+        "v6-address-v4-gateway",
+        "v4-address-v6-gateway",
     ],
 )
 def test_invalid_result_names_the_path(obj: Any, path: str) -> None:
