@@ -6,7 +6,7 @@ import logging
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from libcni.errors import InvalidEnvironment
+from libcni.errors import InvalidEnvironment, shown
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,9 @@ def parse(text: str, strict: bool = True) -> dict[str, str]:
             if not strict:
                 log.warning("ignoring CNI_ARGS item %r: not KEY=VALUE", item)
                 continue
-            raise InvalidEnvironment(f"invalid CNI_ARGS: {item!r} is not KEY=VALUE")
+            raise InvalidEnvironment(
+                f"invalid CNI_ARGS: {shown(item)} is not KEY=VALUE"
+            )
         pairs[key] = value
     return pairs
 
@@ -41,7 +43,7 @@ def validate(pairs: Mapping[str, str], known: Collection[str]) -> None:
     ignore = pairs.get(IGNORE_UNKNOWN, "")
     if ignore and ignore not in TRUE_WORDS and ignore not in ("0", "false", "False"):
         raise InvalidEnvironment(
-            f"invalid CNI_ARGS: IgnoreUnknown={ignore!r} is not a boolean"
+            f"invalid CNI_ARGS: IgnoreUnknown={shown(ignore)} is not a boolean"
         )
     unknown = sorted(
         k for k in pairs if k not in known and k not in K8S_KEYS and k != IGNORE_UNKNOWN

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from libcni.errors import InvalidConfig
+from libcni.errors import InvalidConfig, shown
 
 # The spec's key, then the spelling some runtimes sent before the spec settled on it.
 KEYS = ("cni.dev/valid-attachments", "cni.dev/attachments")
@@ -21,14 +21,14 @@ def valid_attachments(config: dict[str, Any]) -> frozenset[tuple[str, str]]:
             continue
         raw = config[key]
         if not isinstance(raw, list):
-            raise InvalidConfig(f"{key}: expected a list, got {raw!r}")
+            raise InvalidConfig(f"{key}: expected a list, got {shown(raw)}")
         valid = set()
         for i, item in enumerate(raw):
             cid = item.get("containerID") if isinstance(item, dict) else None
             ifname = item.get("ifname") if isinstance(item, dict) else None
             if not isinstance(cid, str) or not isinstance(ifname, str):
                 raise InvalidConfig(
-                    f"{key}[{i}]: expected {{containerID, ifname}}, got {item!r}"
+                    f"{key}[{i}]: expected {{containerID, ifname}}, got {shown(item)}"
                 )
             valid.add((cid, ifname))
         return frozenset(valid)

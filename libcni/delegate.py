@@ -9,7 +9,7 @@ import os
 import subprocess
 from collections.abc import Sequence
 
-from libcni.errors import CniError, Code, DelegateError, InvalidConfig
+from libcni.errors import CniError, Code, DelegateError, InvalidConfig, shown
 from libcni.skel import Request
 from libcni.types import Result
 
@@ -26,13 +26,13 @@ class DelegateMissing(CniError):
 def find(plugin_type: str, path: Sequence[str]) -> str:
     """The first executable named `plugin_type` in CNI_PATH."""
     if not plugin_type or "/" in plugin_type or plugin_type in (".", ".."):
-        raise DelegateMissing(f"invalid plugin type {plugin_type!r}")
+        raise DelegateMissing(f"invalid plugin type {shown(plugin_type)}")
     for directory in path:
         candidate = os.path.join(directory, plugin_type)
         if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             return candidate
     raise DelegateMissing(
-        f"failed to find plugin {plugin_type!r} in CNI_PATH "
+        f"failed to find plugin {shown(plugin_type)} in CNI_PATH "
         f"{':'.join(path) or '(empty)'}"
     )
 
@@ -95,7 +95,7 @@ def add(plugin_type: str, req: Request) -> Result:
         raise DelegateError(
             int(Code.DELEGATE_FAILURE),
             f"failed to parse the result of delegate {plugin_type}: "
-            f"{out.strip()[:200]!r}",
+            f"{shown(out.strip()[:200])}",
         ) from exc
     try:
         return Result.from_dict(obj, f"result of {plugin_type}")

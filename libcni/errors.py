@@ -125,3 +125,18 @@ class DelegateError(CniError):
         obj = super().to_dict(cni_version)
         obj["code"] = self.passed_code
         return obj
+
+
+SHOWN_MAX = 200
+
+
+def shown(value: object) -> str:
+    """A value as the runtime wrote it, for a message: JSON (null, true, "x"), not
+    Python's repr (None, True, 'x'), and cut short when long."""
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+        # A lone surrogate (JSON "\\ud800") must not reach stdout raw.
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= SHOWN_MAX else text[:SHOWN_MAX] + "..."

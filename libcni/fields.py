@@ -5,14 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from libcni.errors import InvalidConfig
+from libcni.errors import InvalidConfig, shown
 from libcni.skel import validate_ifname
 
 
 def integer(obj: dict[str, Any], key: str, default: int, low: int, high: int) -> int:
     value = obj.get(key, default)
     if not isinstance(value, int) or isinstance(value, bool):
-        raise InvalidConfig(f"{key}: expected an integer, got {value!r}")
+        raise InvalidConfig(f"{key}: expected an integer, got {shown(value)}")
     if not low <= value <= high:
         raise InvalidConfig(f"{key}: {value} is outside {low}..{high}")
     return value
@@ -21,14 +21,14 @@ def integer(obj: dict[str, Any], key: str, default: int, low: int, high: int) ->
 def string(obj: dict[str, Any], key: str, default: str) -> str:
     value = obj.get(key, default)
     if not isinstance(value, str):
-        raise InvalidConfig(f"{key}: expected a string, got {value!r}")
+        raise InvalidConfig(f"{key}: expected a string, got {shown(value)}")
     return value
 
 
 def boolean(obj: dict[str, Any], key: str, default: bool) -> bool:
     value = obj.get(key, default)
     if not isinstance(value, bool):
-        raise InvalidConfig(f"{key}: expected true or false, got {value!r}")
+        raise InvalidConfig(f"{key}: expected true or false, got {shown(value)}")
     return value
 
 
@@ -39,10 +39,12 @@ def absolute_path(obj: dict[str, Any], key: str, default: Path) -> Path:
     if value is None:
         return default
     if not isinstance(value, str) or not value:
-        raise InvalidConfig(f"{key}: expected a path string, got {value!r}")
+        raise InvalidConfig(f"{key}: expected a path string, got {shown(value)}")
     path = Path(value)
     if not path.is_absolute() or ".." in path.parts:
-        raise InvalidConfig(f"{key}: {value!r} is not an absolute path without '..'")
+        raise InvalidConfig(
+            f"{key}: {shown(value)} is not an absolute path without '..'"
+        )
     return path
 
 

@@ -23,6 +23,7 @@ from libcni.errors import (
     InvalidConfig,
     InvalidEnvironment,
     TryAgainLater,
+    shown,
 )
 from libcni.types import PassThrough, Result
 
@@ -82,7 +83,7 @@ def validate_container_id(value: str) -> str | None:
     if len(value) > 255:
         return f"{len(value)} characters, at most 255"
     if not NAME_RE.fullmatch(value):
-        return f"{value[:64]!r} must match {NAME_RE.pattern}"
+        return f"{shown(value[:64])} must match {NAME_RE.pattern}"
     return None
 
 
@@ -93,13 +94,13 @@ def validate_ifname(value: str) -> str | None:
     try:
         size = len(value.encode("utf-8", "surrogateescape"))
     except UnicodeEncodeError:  # a lone surrogate, as JSON's "\ud800" gives
-        return f"{value!r} is not valid UTF-8"
+        return f"{shown(value)} is not valid UTF-8"
     if size >= IFNAMSIZ:
-        return f"{value!r} is {size} bytes, at most {IFNAMSIZ - 1}"
+        return f"{shown(value)} is {size} bytes, at most {IFNAMSIZ - 1}"
     if value in (".", ".."):
-        return f"{value!r} is not a valid interface name"
+        return f"{shown(value)} is not a valid interface name"
     if any(c == "/" or c == ":" or c.isspace() for c in value):
-        return f"{value!r} contains '/', ':' or white space"
+        return f"{shown(value)} contains '/', ':' or white space"
     return None
 
 
@@ -153,7 +154,7 @@ def check_config(config: dict[str, Any], command: str) -> str:
     """Validate the keys every plugin shares; return the cniVersion."""
     ver = config.get("cniVersion")
     if not isinstance(ver, str) or not ver:
-        raise InvalidConfig(f"cniVersion: expected a version string, got {ver!r}")
+        raise InvalidConfig(f"cniVersion: expected a version string, got {shown(ver)}")
     version.require_supported(ver)
     if command == "CHECK" and not version.at_least(ver, "0.4.0"):
         raise IncompatibleVersion(f"CHECK is not supported by cniVersion {ver}")
@@ -162,9 +163,13 @@ def check_config(config: dict[str, Any], command: str) -> str:
     for key in ("name", "type"):
         value = config.get(key)
         if not isinstance(value, str) or not value:
-            raise InvalidConfig(f"{key}: expected a non-empty string, got {value!r}")
+            raise InvalidConfig(
+                f"{key}: expected a non-empty string, got {shown(value)}"
+            )
     if not NAME_RE.fullmatch(config["name"]):
-        raise InvalidConfig(f"name: {config['name']!r} must match {NAME_RE.pattern}")
+        raise InvalidConfig(
+            f"name: {shown(config['name'])} must match {NAME_RE.pattern}"
+        )
     return ver
 
 
@@ -224,7 +229,7 @@ def run(plugin: Plugin, environ: Mapping[str, str], stdin: bytes) -> tuple[int, 
     try:
         if command not in COMMANDS:
             raise InvalidEnvironment(
-                f"invalid CNI_COMMAND: {command[:32]!r}, expected one of "
+                f"invalid CNI_COMMAND: {shown(command[:32])}, expected one of "
                 f"{', '.join(COMMANDS)}"
                 if command
                 else "invalid environment: CNI_COMMAND is missing"

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from libcni import version
-from libcni.errors import InvalidConfig
+from libcni.errors import InvalidConfig, shown
 
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -21,18 +21,22 @@ def _get(
     if value is None:
         return default
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise InvalidConfig(f"{where}.{key}: expected {kind.__name__}, got {value!r}")
+        raise InvalidConfig(
+            f"{where}.{key}: expected {kind.__name__}, got {shown(value)}"
+        )
     return value
 
 
 def parse_interface_addr(text: Any, where: str) -> IPInterface:
     if not isinstance(text, str) or "/" not in text:
-        raise InvalidConfig(f"{where}: {text!r} is not an address with a prefix length")
+        raise InvalidConfig(
+            f"{where}: {shown(text)} is not an address with a prefix length"
+        )
     _refuse_scope(text, where)
     try:
         return ipaddress.ip_interface(text)
     except ValueError as exc:
-        raise InvalidConfig(f"{where}: {text!r} is not an address/prefix") from exc
+        raise InvalidConfig(f"{where}: {shown(text)} is not an address/prefix") from exc
 
 
 def _refuse_scope(text: str, where: str) -> None:
@@ -40,27 +44,29 @@ def _refuse_scope(text: str, where: str) -> None:
     # so it would vanish from what we pass on; no CNI address carries a zone.
     if "%" in text:
         raise InvalidConfig(
-            f"{where}: {text!r} has a zone index; pod addresses have none"
+            f"{where}: {shown(text)} has a zone index; pod addresses have none"
         )
 
 
 def parse_address(text: Any, where: str) -> IPAddress:
     if not isinstance(text, str):
-        raise InvalidConfig(f"{where}: expected an IP address string, got {text!r}")
+        raise InvalidConfig(
+            f"{where}: expected an IP address string, got {shown(text)}"
+        )
     _refuse_scope(text, where)
     try:
         return ipaddress.ip_address(text)
     except ValueError as exc:
-        raise InvalidConfig(f"{where}: {text!r} is not an IP address") from exc
+        raise InvalidConfig(f"{where}: {shown(text)} is not an IP address") from exc
 
 
 def parse_network(text: Any, where: str) -> IPNetwork:
     if not isinstance(text, str):
-        raise InvalidConfig(f"{where}: expected a CIDR string, got {text!r}")
+        raise InvalidConfig(f"{where}: expected a CIDR string, got {shown(text)}")
     try:
         return ipaddress.ip_network(text, strict=False)
     except ValueError as exc:
-        raise InvalidConfig(f"{where}: {text!r} is not a CIDR") from exc
+        raise InvalidConfig(f"{where}: {shown(text)} is not a CIDR") from exc
 
 
 def parse_mac(text: Any, where: str) -> str:
@@ -69,7 +75,7 @@ def parse_mac(text: Any, where: str) -> str:
     if len(parts) != 6 or not all(
         len(p) == 2 and all(c in "0123456789abcdefABCDEF" for c in p) for p in parts
     ):
-        raise InvalidConfig(f"{where}: {text!r} is not a MAC address")
+        raise InvalidConfig(f"{where}: {shown(text)} is not a MAC address")
     if int(parts[0], 16) & 1:
         raise InvalidConfig(f"{where}: {text} is a multicast MAC address")
     return ":".join(p.lower() for p in parts)
@@ -85,7 +91,7 @@ class Interface:
     @classmethod
     def from_dict(cls, obj: Any, where: str) -> Interface:
         if not isinstance(obj, dict):
-            raise InvalidConfig(f"{where}: expected an object, got {obj!r}")
+            raise InvalidConfig(f"{where}: expected an object, got {shown(obj)}")
         name = _get(obj, "name", str, where, "")
         if not name:
             raise InvalidConfig(f"{where}.name: missing")
@@ -116,7 +122,7 @@ class IPConfig:
     @classmethod
     def from_dict(cls, obj: Any, where: str) -> IPConfig:
         if not isinstance(obj, dict):
-            raise InvalidConfig(f"{where}: expected an object, got {obj!r}")
+            raise InvalidConfig(f"{where}: expected an object, got {shown(obj)}")
         address = parse_interface_addr(obj.get("address"), f"{where}.address")
         gateway = None
         if obj.get("gateway") is not None:
@@ -151,7 +157,7 @@ class Route:
     @classmethod
     def from_dict(cls, obj: Any, where: str) -> Route:
         if not isinstance(obj, dict):
-            raise InvalidConfig(f"{where}: expected an object, got {obj!r}")
+            raise InvalidConfig(f"{where}: expected an object, got {shown(obj)}")
         dst = parse_network(obj.get("dst"), f"{where}.dst")
         gw = None
         if obj.get("gw") is not None:
@@ -179,7 +185,7 @@ class DNS:
         if obj is None:
             return cls()
         if not isinstance(obj, dict):
-            raise InvalidConfig(f"{where}: expected an object, got {obj!r}")
+            raise InvalidConfig(f"{where}: expected an object, got {shown(obj)}")
 
         def strings(key: str) -> tuple[str, ...]:
             items = _get(obj, key, list, where, [])
@@ -220,10 +226,12 @@ class Result:
     @classmethod
     def from_dict(cls, obj: Any, where: str = "result") -> Result:
         if not isinstance(obj, dict):
-            raise InvalidConfig(f"{where}: expected an object, got {obj!r}")
+            raise InvalidConfig(f"{where}: expected an object, got {shown(obj)}")
         ver = obj.get("cniVersion", version.LATEST)
         if not isinstance(ver, str):
-            raise InvalidConfig(f"{where}.cniVersion: expected a string, got {ver!r}")
+            raise InvalidConfig(
+                f"{where}.cniVersion: expected a string, got {shown(ver)}"
+            )
 
         def items(key: str) -> list[Any]:
             value = _get(obj, key, list, where, [])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from libcni.errors import IncompatibleVersion
+from libcni.errors import IncompatibleVersion, shown
 
 # 0.1.0 and 0.2.0 used a different result shape (ip4/ip6); no runtime in use sends them.
 SUPPORTED: tuple[str, ...] = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
@@ -14,7 +14,9 @@ def parse(version: str) -> tuple[int, int, int]:
     parts = version.split(".")
     # isascii: str.isdigit() is also true of "²", which int() rejects.
     if len(parts) != 3 or not all(p.isascii() and p.isdigit() for p in parts):
-        raise IncompatibleVersion(f"invalid cniVersion {version!r}: expected X.Y.Z")
+        raise IncompatibleVersion(
+            f"invalid cniVersion {shown(version)}: expected X.Y.Z"
+        )
     major, minor, patch = (int(p) for p in parts)
     return major, minor, patch
 
@@ -23,7 +25,8 @@ def require_supported(version: str) -> None:
     parse(version)
     if version not in SUPPORTED:
         raise IncompatibleVersion(
-            f"unsupported cniVersion {version!r}: supported are {', '.join(SUPPORTED)}"
+            f"unsupported cniVersion {shown(version)}: "
+            f"supported are {', '.join(SUPPORTED)}"
         )
 
 

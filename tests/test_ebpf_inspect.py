@@ -94,4 +94,4 @@ def test_explain_agrees_with_the_programs_test_run_on_every_path(
                   str(n1.state_dir / "ebpf-state"), "explain", "10.0.0.300", a.ip],
                  check=False)  # fmt: skip
     assert bad.returncode == 1
-    assert "SRC: '10.0.0.300' is not an IP address" in bad.stderr
+    assert 'SRC: "10.0.0.300" is not an IP address' in bad.stderr

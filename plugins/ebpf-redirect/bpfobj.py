@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from libcni.errors import BpfFailure, InvalidConfig
+from libcni.errors import BpfFailure, InvalidConfig, shown
 
 # The kernel's license_is_gpl_compatible() (include/linux/license.h): a program that
 # calls GPL-only helpers such as bpf_redirect_peer must carry one of these.
@@ -87,14 +87,14 @@ def _check_elf(elf: Any, spec: ObjectSpec) -> None:
 
     program = elf.get_section_by_name(spec.program_section)
     if program is None or program.data_size == 0:
-        raise _Defect(f"no program in section {spec.program_section!r}")
+        raise _Defect(f"no program in section {shown(spec.program_section)}")
 
     license_section = elf.get_section_by_name("license")
     if license_section is None:
         raise _Defect("no license section")
     license_text = license_section.data().split(b"\0", 1)[0].decode("ascii", "replace")
     if license_text not in GPL_COMPATIBLE:
-        raise _Defect(f"license {license_text!r} is not GPL-compatible")
+        raise _Defect(f"license {shown(license_text)} is not GPL-compatible")
 
     missing = sorted(set(spec.map_names) - _map_names(elf))
     if missing:

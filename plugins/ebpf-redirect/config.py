@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from libcni import fields
-from libcni.errors import InvalidConfig
+from libcni.errors import InvalidConfig, shown
 
 DEFAULT_PIN_ROOT = Path("/sys/fs/bpf/mycni")
 DEFAULT_STATE_DIR = Path("/var/lib/cni/mycni-ebpf")
@@ -73,7 +73,7 @@ def _priority(config: dict[str, Any]) -> int:
         or isinstance(value, bool)
         or not 1 <= value <= 0xFFFF
     ):
-        raise InvalidConfig(f"priority: {value!r} is not an integer in 1..65535")
+        raise InvalidConfig(f"priority: {shown(value)} is not an integer in 1..65535")
     return value
 
 
@@ -82,7 +82,7 @@ def _vxlan_device(config: dict[str, Any]) -> str | None:
     if value is None or value == "":
         return value
     if not isinstance(value, str):
-        raise InvalidConfig(f"vxlanDevice: expected a device name, got {value!r}")
+        raise InvalidConfig(f"vxlanDevice: expected a device name, got {shown(value)}")
     return fields.interface_name(value, "vxlanDevice")
 
 
@@ -90,7 +90,7 @@ def _attach_mode(config: dict[str, Any]) -> str:
     value = config.get("attachMode", "auto")
     if value not in ATTACH_MODES:
         raise InvalidConfig(
-            f"attachMode: {value!r} is not one of {', '.join(ATTACH_MODES)}"
+            f"attachMode: {shown(value)} is not one of {', '.join(ATTACH_MODES)}"
         )
     return str(value)
 
@@ -108,13 +108,13 @@ def _shaped(config: dict[str, Any]) -> bool:
         return False
     if not isinstance(bandwidth, dict):
         raise InvalidConfig(
-            f"runtimeConfig.bandwidth: expected an object, got {bandwidth!r}"
+            f"runtimeConfig.bandwidth: expected an object, got {shown(bandwidth)}"
         )
     rates = ("ingressRate", "egressRate")
     for key in rates:
         value = bandwidth.get(key, 0)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise InvalidConfig(
-                f"runtimeConfig.bandwidth.{key}: {value!r} is not a rate in bits/s"
+                f"runtimeConfig.bandwidth.{key}: {shown(value)} is not a rate in bits/s"
             )
     return any(bandwidth.get(key, 0) > 0 for key in rates)

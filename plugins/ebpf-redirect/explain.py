@@ -12,7 +12,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
-from libcni.errors import CniError, InvalidConfig
+from libcni.errors import CniError, InvalidConfig, shown
 from libcni.types import IPAddress
 
 from . import command, links, maps, program, tc, tcx
@@ -269,4 +269,4 @@ def parse_address(text: str, what: str) -> IPAddress:
     try:
         return ipaddress.ip_address(text)
     except ValueError as exc:
-        raise InvalidConfig(f"{what}: {text!r} is not an IP address") from exc
+        raise InvalidConfig(f"{what}: {shown(text)} is not an IP address") from exc

@@ -15,7 +15,7 @@ from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
 
-from libcni.errors import BpfFailure
+from libcni.errors import BpfFailure, shown
 from libcni.types import IPAddress
 
 from . import command
@@ -49,7 +49,7 @@ def parse_mac(text: str) -> bytes:
     """aa:bb:cc:dd:ee:ff -> 6 bytes; ValueError for anything else."""
     parts = text.split(":")
     if len(parts) != 6 or not all(len(p) == 2 for p in parts):
-        raise ValueError(f"{text!r} is not a MAC address")
+        raise ValueError(f"{shown(text)} is not a MAC address")
     return bytes(int(p, 16) for p in parts)
 
 

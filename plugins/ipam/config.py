@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from libcni.errors import InvalidConfig
+from libcni.errors import InvalidConfig, shown
 from libcni.types import IPAddress, IPNetwork, Route, parse_address, parse_network
 
 DEFAULT_DATA_DIR = Path("/var/lib/cni/mycni-ipam")
@@ -29,7 +29,7 @@ class Range:
     @classmethod
     def from_json(cls, obj: Any, where: str) -> Range:
         if not isinstance(obj, dict):
-            raise InvalidConfig(f"{where}: expected an object, got {obj!r}")
+            raise InvalidConfig(f"{where}: expected an object, got {shown(obj)}")
         subnet = _parse_subnet(obj.get("subnet"), f"{where}.subnet")
         start = _parse_member(obj, "rangeStart", subnet, where)
         end = _parse_member(obj, "rangeEnd", subnet, where)
@@ -114,7 +114,7 @@ class RangeSet:
     @classmethod
     def from_json(cls, obj: Any, where: str) -> RangeSet:
         if not isinstance(obj, list):
-            raise InvalidConfig(f"{where}: expected a list of ranges, got {obj!r}")
+            raise InvalidConfig(f"{where}: expected a list of ranges, got {shown(obj)}")
         if not obj:
             raise InvalidConfig(f"{where}: empty range set")
         ranges = tuple(Range.from_json(r, f"{where}[{i}]") for i, r in enumerate(obj))
@@ -196,13 +196,13 @@ class IpamConf:
 
 def _ipam_section(config: Any) -> dict[str, Any]:
     if not isinstance(config, dict):
-        raise InvalidConfig(f"network config: expected an object, got {config!r}")
+        raise InvalidConfig(f"network config: expected an object, got {shown(config)}")
     network = config.get("name")
     if not isinstance(network, str) or not network:
-        raise InvalidConfig(f"name: expected a network name, got {network!r}")
+        raise InvalidConfig(f"name: expected a network name, got {shown(network)}")
     ipam = config.get("ipam")
     if not isinstance(ipam, dict):
-        raise InvalidConfig(f"ipam: expected an object, got {ipam!r}")
+        raise InvalidConfig(f"ipam: expected an object, got {shown(ipam)}")
     return ipam
 
 
@@ -216,11 +216,13 @@ def _parse_range_sets(ipam: dict[str, Any]) -> tuple[RangeSet, ...]:
         for key in _LEGACY_KEYS[1:]:
             if ipam.get(key) is not None:
                 raise InvalidConfig(
-                    f"ipam.{key}: {ipam[key]!r} given without ipam.subnet"
+                    f"ipam.{key}: {shown(ipam[key])} given without ipam.subnet"
                 )
     raw = ipam.get("ranges", [])
     if not isinstance(raw, list):
-        raise InvalidConfig(f"ipam.ranges: expected a list of range sets, got {raw!r}")
+        raise InvalidConfig(
+            f"ipam.ranges: expected a list of range sets, got {shown(raw)}"
+        )
     sets.extend(RangeSet.from_json(s, f"ipam.ranges[{i}]") for i, s in enumerate(raw))
     if not sets:
         raise InvalidConfig("ipam: no ranges given (need ipam.ranges or ipam.subnet)")
@@ -244,7 +246,7 @@ def _parse_subnet(text: Any, where: str) -> IPNetwork:
     if text is None:
         raise InvalidConfig(f"{where}: missing")
     if not isinstance(text, str) or "/" not in text:
-        raise InvalidConfig(f"{where}: {text!r} is not a CIDR")
+        raise InvalidConfig(f"{where}: {shown(text)} is not a CIDR")
     subnet = parse_network(text, where)
     if ipaddress.ip_interface(text).ip != subnet.network_address:
         raise InvalidConfig(
@@ -278,7 +280,7 @@ def _parse_routes(raw: Any) -> tuple[Route, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, list):
-        raise InvalidConfig(f"ipam.routes: expected a list of routes, got {raw!r}")
+        raise InvalidConfig(f"ipam.routes: expected a list of routes, got {shown(raw)}")
     return tuple(Route.from_dict(r, f"ipam.routes[{i}]") for i, r in enumerate(raw))
 
 
@@ -288,7 +290,9 @@ def _parse_data_dir(raw: Any) -> Path:
     if not isinstance(raw, str) or not raw.startswith("/"):
         # A relative path would be a different store in every working directory,
         # and so hand out one address twice.
-        raise InvalidConfig(f"ipam.dataDir: expected an absolute path, got {raw!r}")
+        raise InvalidConfig(
+            f"ipam.dataDir: expected an absolute path, got {shown(raw)}"
+        )
     return Path(raw)
 
 
@@ -297,7 +301,7 @@ def _parse_lock_timeout(raw: Any) -> float:
         return DEFAULT_LOCK_TIMEOUT
     if isinstance(raw, bool) or not isinstance(raw, int | float) or not 0 < raw <= 300:
         raise InvalidConfig(
-            f"ipam.lockTimeout: expected seconds in (0, 300], got {raw!r}"
+            f"ipam.lockTimeout: expected seconds in (0, 300], got {shown(raw)}"
         )
     return float(raw)
 
@@ -306,7 +310,7 @@ def _parse_resolv_conf(raw: Any) -> Path | None:
     if raw is None or raw == "":
         return None
     if not isinstance(raw, str):
-        raise InvalidConfig(f"ipam.resolvConf: expected a file path, got {raw!r}")
+        raise InvalidConfig(f"ipam.resolvConf: expected a file path, got {shown(raw)}")
     return Path(raw)
 
 
@@ -315,5 +319,5 @@ def _parse_bool(ipam: dict[str, Any], key: str, default: bool) -> bool:
     if raw is None:
         return default
     if not isinstance(raw, bool):
-        raise InvalidConfig(f"ipam.{key}: expected true or false, got {raw!r}")
+        raise InvalidConfig(f"ipam.{key}: expected true or false, got {shown(raw)}")
     return raw

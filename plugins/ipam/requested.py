@@ -11,7 +11,7 @@ import ipaddress
 from collections.abc import Mapping
 from typing import Any
 
-from libcni.errors import InvalidConfig, InvalidEnvironment
+from libcni.errors import InvalidConfig, InvalidEnvironment, shown
 from libcni.types import IPAddress
 
 
@@ -39,13 +39,13 @@ def _args_cni(config: Mapping[str, Any]) -> Mapping[str, Any]:
 
 def _from_list(raw: Any, where: str) -> list[IPAddress]:
     if not isinstance(raw, list):
-        raise InvalidConfig(f"{where}: expected a list of addresses, got {raw!r}")
+        raise InvalidConfig(f"{where}: expected a list of addresses, got {shown(raw)}")
     out = []
     for i, item in enumerate(raw):
         addr = _parse(item)
         if addr is None:
             raise InvalidConfig(
-                f"{where}[{i}]: {item!r} is not an IP address or address/prefix"
+                f"{where}[{i}]: {shown(item)} is not an IP address or address/prefix"
             )
         out.append(addr)
     return out
@@ -57,7 +57,7 @@ def _from_cni_args(text: str) -> list[IPAddress]:
         addr = _parse(item)
         if addr is None:
             raise InvalidEnvironment(
-                f"invalid CNI_ARGS: IP={item!r} is not an IP address"
+                f"invalid CNI_ARGS: IP={shown(item)} is not an IP address"
             )
         out.append(addr)
     return out

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from libcni.errors import IOFailure, TryAgainLater
+from libcni.errors import IOFailure, TryAgainLater, shown
 from libcni.types import IPAddress
 from mycni_ipam import testhook
 from mycni_ipam.store import Lease
@@ -280,17 +280,21 @@ class SqliteStore:
             try:
                 ipaddress.ip_address(address)
             except ValueError:
-                problems.append(f"{where}: {address!r} is not an IP address")
+                problems.append(f"{where}: {shown(address)} is not an IP address")
             if not isinstance(range_set, int) or range_set < 0:
-                problems.append(f"{where}: range set {range_set!r} is not an index")
+                problems.append(
+                    f"{where}: range set {shown(range_set)} is not an index"
+                )
             if not network or not container_id or not ifname:
                 problems.append(f"{where}: empty network, container or ifname")
             try:
                 datetime.datetime.fromisoformat(created)
             except (TypeError, ValueError):
-                problems.append(f"{where}: creation time {created!r} is unreadable")
+                problems.append(
+                    f"{where}: creation time {shown(created)} is unreadable"
+                )
             if not isinstance(boot_id, str):
-                problems.append(f"{where}: boot id {boot_id!r} is not text")
+                problems.append(f"{where}: boot id {shown(boot_id)} is not text")
         return problems
 
     def _prepare(self) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from libcni import fields
-from libcni.errors import InvalidConfig
+from libcni.errors import InvalidConfig, shown
 from libcni.types import IPNetwork, parse_address, parse_network
 
 DEFAULT_PORT = 4789  # IANA's VXLAN port (RFC 7348)
@@ -54,7 +54,9 @@ class TeardownConf:
         ipam = config.get("ipam")
         ipam_type = ipam.get("type") if isinstance(ipam, dict) else None
         if not isinstance(ipam_type, str) or not ipam_type:
-            raise InvalidConfig(f"ipam.type: expected a plugin name, got {ipam_type!r}")
+            raise InvalidConfig(
+                f"ipam.type: expected a plugin name, got {shown(ipam_type)}"
+            )
         return cls(
             network=str(config["name"]),
             ipam_type=ipam_type,
@@ -86,10 +88,12 @@ class VxlanConf:
     def from_json(cls, config: dict[str, Any]) -> VxlanConf:
         ipam = config.get("ipam")
         if not isinstance(ipam, dict):
-            raise InvalidConfig(f"ipam: expected an object, got {ipam!r}")
+            raise InvalidConfig(f"ipam: expected an object, got {shown(ipam)}")
         ipam_type = ipam.get("type")
         if not isinstance(ipam_type, str) or not ipam_type:
-            raise InvalidConfig(f"ipam.type: expected a plugin name, got {ipam_type!r}")
+            raise InvalidConfig(
+                f"ipam.type: expected a plugin name, got {shown(ipam_type)}"
+            )
         vni = fields.integer(config, "vni", DEFAULT_VNI, 1, MAX_VNI)
         device = fields.string(config, "vxlanDevice", f"mycni.{vni}")
         fields.interface_name(device, "vxlanDevice")
@@ -130,21 +134,21 @@ def _prefix(config: dict[str, Any]) -> str:
     prefix = fields.string(config, "hostVethPrefix", "mc")
     if not 1 <= len(prefix) <= 4 or not (prefix.isascii() and prefix.isalnum()):
         raise InvalidConfig(
-            f"hostVethPrefix: {prefix!r} must be 1 to 4 ASCII letters or digits"
+            f"hostVethPrefix: {shown(prefix)} must be 1 to 4 ASCII letters or digits"
         )
     return prefix
 
 
 def _nodes(raw: Any) -> tuple[Node, ...]:
     if not isinstance(raw, list):
-        raise InvalidConfig(f"nodes: expected a list, got {raw!r}")
+        raise InvalidConfig(f"nodes: expected a list, got {shown(raw)}")
     nodes: list[Node] = []
     seen: dict[ipaddress.IPv4Address, int] = {}
     names: dict[str, int] = {}
     for i, entry in enumerate(raw):
         where = f"nodes[{i}]"
         if not isinstance(entry, dict):
-            raise InvalidConfig(f"{where}: expected an object, got {entry!r}")
+            raise InvalidConfig(f"{where}: expected an object, got {shown(entry)}")
         underlay = parse_address(
             entry.get("underlayAddress"), f"{where}.underlayAddress"
         )
@@ -161,9 +165,11 @@ def _nodes(raw: Any) -> tuple[Node, ...]:
         parsed = tuple(_subnet(text, path) for path, text in raw_subnets)
         name = entry.get("name", "")
         if not isinstance(name, str):
-            raise InvalidConfig(f"{where}.name: expected a string, got {name!r}")
+            raise InvalidConfig(f"{where}.name: expected a string, got {shown(name)}")
         if name and name in names:
-            raise InvalidConfig(f"{where}.name: {name!r} repeats nodes[{names[name]}]")
+            raise InvalidConfig(
+                f"{where}.name: {shown(name)} repeats nodes[{names[name]}]"
+            )
         names[name] = i
         paths = tuple(path for path, _ in raw_subnets)
         nodes.append(
@@ -190,7 +196,7 @@ def _subnet_entries(entry: dict[str, Any], where: str) -> list[tuple[str, Any]]:
         found.append((f"{where}.podSubnet", entry["podSubnet"]))
     listed = entry.get("podSubnets", [])
     if not isinstance(listed, list):
-        raise InvalidConfig(f"{where}.podSubnets: expected a list, got {listed!r}")
+        raise InvalidConfig(f"{where}.podSubnets: expected a list, got {shown(listed)}")
     found += [(f"{where}.podSubnets[{j}]", text) for j, text in enumerate(listed)]
     if not found:
         raise InvalidConfig(f"{where}.podSubnet: missing")
@@ -201,7 +207,7 @@ def _subnet(text: Any, where: str) -> IPNetwork:
     subnet = parse_network(text, where)
     if ipaddress.ip_interface(text).ip != subnet.network_address:
         raise InvalidConfig(
-            f"{where}: {text!r} has host bits set; did you mean {subnet}?"
+            f"{where}: {shown(text)} has host bits set; did you mean {subnet}?"
         )
     return subnet
 

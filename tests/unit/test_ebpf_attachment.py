@@ -51,7 +51,7 @@ def test_ips_without_interface_belong_to_the_pod() -> None:
          "eth0", "prevResult.interfaces: no host-side interface"),
         ({}, "eth1", "prevResult.interfaces: no interface eth1 inside a sandbox"),
         ({"interfaces": [{"name": "veth1"}, {"name": "eth0", "sandbox": "/x"}]},
-         "eth0", "prevResult.interfaces[1].mac: ''"),
+         "eth0", 'prevResult.interfaces[1].mac: ""'),
     ],
     ids=["no-host-side", "other-ifname", "no-pod-mac"],
 )  # fmt: skip

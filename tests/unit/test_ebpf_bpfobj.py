@@ -77,10 +77,10 @@ def test_real_object_passes(from_pod_object: Path) -> None:  # noqa: F811
     ("patch", "complaint"),
     [
         (set_machine(62), "machine is EM_X86_64, not EM_BPF"),
-        (rename_section(b"tc", b"tx"), "no program in section 'tc'"),
+        (rename_section(b"tc", b"tx"), 'no program in section "tc"'),
         (rename_section(b"license", b"lisense"), "no license section"),
-        (set_license(b"MIT"), "license 'MIT' is not GPL-compatible"),
-        (set_license(b"BSD"), "license 'BSD' is not GPL-compatible"),
+        (set_license(b"MIT"), 'license "MIT" is not GPL-compatible'),
+        (set_license(b"BSD"), 'license "BSD" is not GPL-compatible'),
         (rename_symbol(b"mycni_ep4", b"mycni_xx4"), "missing maps in .maps: mycni_ep4"),
     ],
     ids=["x86-machine", "no-tc-section", "no-license", "mit", "bsd", "no-ep4"],

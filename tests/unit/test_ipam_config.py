@@ -128,14 +128,14 @@ def test_full_config_with_unknown_keys() -> None:
         ),
         (
             {"ranges": [[{"subnet": "10.1.0.0/24", "rangeStart": "bogus"}]]},
-            "ipam.ranges[0][0].rangeStart: 'bogus' is not an IP address",
+            'ipam.ranges[0][0].rangeStart: "bogus" is not an IP address',
         ),
-        ({"ranges": [[{"subnet": "nope"}]]}, "ipam.ranges[0][0].subnet: 'nope' is not"),
+        ({"ranges": [[{"subnet": "nope"}]]}, 'ipam.ranges[0][0].subnet: "nope" is not'),
         ({"ranges": [[{}]]}, "ipam.ranges[0][0].subnet: missing"),
         ({"ranges": [[]]}, "ipam.ranges[0]: empty range set"),
         ({"ranges": "10.0.0.0/8"}, "ipam.ranges: expected a list of range sets"),
         ({}, "ipam: no ranges given"),
-        ({"rangeStart": "10.0.0.5"}, "ipam.rangeStart: '10.0.0.5' given without"),
+        ({"rangeStart": "10.0.0.5"}, 'ipam.rangeStart: "10.0.0.5" given without'),
         (
             {
                 "subnet": "10.1.0.0/24",
@@ -153,7 +153,7 @@ def test_full_config_with_unknown_keys() -> None:
         ),
         (
             {"subnet": "10.1.0.0/24", "dataDir": "relative/dir"},
-            "ipam.dataDir: expected an absolute path, got 'relative/dir'",
+            'ipam.dataDir: expected an absolute path, got "relative/dir"',
         ),
         (
             {"subnet": "10.1.0.0/24", "lockTimeout": 1e308},
@@ -179,7 +179,7 @@ def test_invalid_config_names_path_and_value(
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        ({"name": "n"}, "ipam: expected an object, got None"),
+        ({"name": "n"}, "ipam: expected an object, got null"),
         ({"ipam": {"subnet": "10.0.0.0/24"}}, "name: expected a network name"),
         ([], "network config: expected an object"),
     ],

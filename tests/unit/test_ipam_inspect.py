@@ -127,8 +127,8 @@ def test_verify_finds_a_damaged_row(data_dir: Path) -> None:
 
     assert code == 1
     assert json.loads(out)["problems"] == [
-        "lease mynet/banana: 'banana' is not an IP address",
-        "lease mynet/banana: creation time '' is unreadable",
+        'lease mynet/banana: "banana" is not an IP address',
+        'lease mynet/banana: creation time "" is unreadable',
     ]
 
 

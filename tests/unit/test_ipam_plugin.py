@@ -420,7 +420,7 @@ def test_malformed_runtime_config_ips(tmp_path: Path) -> None:
 
     assert (code, err["code"]) == (1, 7)
     assert err["msg"] == (
-        "runtimeConfig.ips[0]: '10.1.0.x' is not an IP address or address/prefix"
+        'runtimeConfig.ips[0]: "10.1.0.x" is not an IP address or address/prefix'
     )
 
 

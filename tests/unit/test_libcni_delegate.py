@@ -100,7 +100,7 @@ def test_find_missing_names_the_plugin_and_the_path(
     with pytest.raises(CniError) as info:
         delegate.find(plugin_type, dirs)
     assert info.value.code == Code.DELEGATE_FAILURE
-    assert "'host-local'" in info.value.msg
+    assert '"host-local"' in info.value.msg
     assert (":".join(dirs) or "(empty)") in info.value.msg
 
 

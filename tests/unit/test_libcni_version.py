@@ -36,7 +36,7 @@ def test_supported_versions_are_accepted(text: str) -> None:
 def test_other_versions_are_incompatible_naming_them(text: str) -> None:
     with pytest.raises(IncompatibleVersion) as info:
         version.require_supported(text)
-    assert repr(text) in info.value.msg
+    assert f'"{text}"' in info.value.msg
 
 
 def test_supported_is_in_order_and_latest_is_last() -> None:

@@ -32,26 +32,26 @@ def test_defaults() -> None:
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        ({"vni": "42"}, "vni: expected an integer, got '42'"),
+        ({"vni": "42"}, 'vni: expected an integer, got "42"'),
         ({"vni": 0}, "vni: 0 is outside 1..16777215"),
-        ({"port": True}, "port: expected an integer, got True"),
+        ({"port": True}, "port: expected an integer, got true"),
         ({"mtu": 100}, "mtu: 100 is outside 576..65535"),
         ({"vxlanDevice": "x" * 16}, "vxlanDevice: "),
-        ({"hostVethPrefix": "toolong"}, "hostVethPrefix: 'toolong' must be"),
-        ({"hostVethPrefix": "éé"}, "hostVethPrefix: 'éé' must be"),
-        ({"stateDir": "relative"}, "stateDir: 'relative' is not an absolute path"),
+        ({"hostVethPrefix": "toolong"}, 'hostVethPrefix: "toolong" must be'),
+        ({"hostVethPrefix": "éé"}, 'hostVethPrefix: "éé" must be'),
+        ({"stateDir": "relative"}, 'stateDir: "relative" is not an absolute path'),
         ({"localAddress": "fd00::1"}, "localAddress: fd00::1 is IPv6"),
         (
             {"nodes": [node("10.0.0.1", "10.244.3.5/24")]},
-            "nodes[0].podSubnet: '10.244.3.5/24' has host bits set",
+            'nodes[0].podSubnet: "10.244.3.5/24" has host bits set',
         ),
         (
             {"nodes": [node("10.0.0.1", "10.1.0.0/24", podSubnets=["fd00::1/64"])]},
-            "nodes[0].podSubnets[0]: 'fd00::1/64' has host bits set",
+            'nodes[0].podSubnets[0]: "fd00::1/64" has host bits set',
         ),
         (
             {"nodes": [node("10.0.0.1", "10.1.0.0/24", podSubnets="fd00::/64")]},
-            "nodes[0].podSubnets: expected a list, got 'fd00::/64'",
+            'nodes[0].podSubnets: expected a list, got "fd00::/64"',
         ),
         (
             {
@@ -95,7 +95,7 @@ def test_defaults() -> None:
                     node("10.0.0.2", "10.2.0.0/24", name="a"),
                 ]
             },
-            "nodes[1].name: 'a' repeats nodes[0]",
+            'nodes[1].name: "a" repeats nodes[0]',
         ),
         (
             {"nodes": [node("10.0.0.1", "10.0.0.0/8")]},
