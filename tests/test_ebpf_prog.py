@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mycni_ebpf_redirect import maps, program
+from mycni_ebpf_redirect import maps, program, stack_rules
 from mycni_ebpf_redirect.bpfobj import FROM_OVERLAY
 from mycni_ebpf_redirect.counters import Stat
 from mycni_ebpf_redirect.explain import signed_verdict
@@ -365,6 +365,8 @@ def test_martian_ipv4_source_is_left_to_the_stack(
     assert (verdict, out) == (TC_ACT_UNSPEC, frame)
     stats = maps.read_stats(overlay_pins.stats)
     assert {s for s in Stat if stats[s]} == {Stat.PASSED}
+    # explain's mirror of the programs' rules agrees.
+    assert stack_rules.rule_for(IPv4Address(src), IPv4Address("10.1.0.3"))
 
 
 @pytest.mark.parametrize("src", STACK_SOURCES_V6.values(), ids=STACK_SOURCES_V6.keys())
@@ -376,6 +378,7 @@ def test_ipv6_source_for_the_stack_is_left_to_it(
     assert (verdict, out) == (TC_ACT_UNSPEC, frame)
     stats = maps.read_stats(overlay_pins.stats)
     assert {s for s in Stat if stats[s]} == {Stat.PASSED, Stat.PASSED_V6}
+    assert stack_rules.rule_for(IPv6Address(src), IPv6Address(POD6))
 
 
 @pytest.mark.parametrize(
