@@ -4,7 +4,8 @@
  * where frames from other nodes arrive already decapsulated. An IPv4 or IPv6
  * frame for a pod on this node goes straight to the pod's veth peer with
  * bpf_redirect_peer(), skipping the host's IP stack; everything else continues
- * to the stack.
+ * to the stack, which also drops martian sources (loopback, multicast, ...) that
+ * a redirect would carry into the pod.
  */
 #include <linux/bpf.h>
 #include <linux/if_packet.h>
@@ -44,6 +45,9 @@ static __always_inline int from_overlay_ipv4(struct __sk_buff *skb, struct iphdr
 
 	if (iph->ttl <= 1)
 		return 0;	/* the stack sends ICMP time exceeded */
+	/* A martian source: the stack's ip_route_input_slow() drops it. */
+	if (ipv4_source_for_stack(iph->saddr))
+		return 0;
 	ep = lookup_endpoint4(iph->daddr);
 	if (!ep)
 		return 0;	/* the node itself, or no longer a pod here */
@@ -67,7 +71,10 @@ static __always_inline int from_overlay_ipv6(struct __sk_buff *skb, struct ipv6h
 
 	if (ip6h->hop_limit <= 1)
 		return 0;	/* the stack sends ICMPv6 time exceeded */
-	/* Neighbour discovery between VTEPs, link-local and multicast: the host's. */
+	/*
+	 * Neighbour discovery between VTEPs, link-local and multicast: the host's; so
+	 * are martian sources, which the stack drops (ip6_rcv_core, ip6_forward).
+	 */
 	if (ipv6_for_stack(skb, ip6h))
 		return 0;
 	ep = lookup_endpoint6(&ip6h->daddr);

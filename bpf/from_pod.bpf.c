@@ -6,7 +6,8 @@
  * devices goes there with bpf_redirect_neigh(). Both skip the host's IP stack,
  * for IPv4 and IPv6 alike. Everything else (the node itself, the underlay, the
  * outside world, other protocols, TTL or hop limit 1, IPv6 neighbour discovery,
- * link-local and multicast) continues to the host stack unchanged.
+ * link-local and multicast, martian sources) continues to the host stack
+ * unchanged.
  */
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
@@ -52,6 +53,9 @@ static __always_inline int from_pod_ipv4(struct __sk_buff *skb, struct iphdr *ip
 
 	/* The stack must see TTL 1 to send ICMP time exceeded (RFC 1812 5.3.1). */
 	if (iph->ttl <= 1)
+		return 0;
+	/* A martian source (a pod can forge one): ip_route_input_slow() drops it. */
+	if (ipv4_source_for_stack(iph->saddr))
 		return 0;
 	ep = lookup_endpoint4(iph->daddr);
 	if (!ep)

@@ -223,3 +223,13 @@ def chain(testbed: tb.Testbed) -> Iterator[cluster.Network]:
         yield net
     finally:
         net.delete_all()
+
+
+@pytest.fixture
+def dual(testbed: tb.Testbed) -> Iterator[cluster.Network]:
+    """`chain` with an IPv4 and an IPv6 pod subnet on every node."""
+    net = cluster.Network(testbed, "mycni-full", dual_stack=True)
+    try:
+        yield net
+    finally:
+        net.delete_all()

@@ -95,3 +95,30 @@ def test_explain_agrees_with_the_programs_test_run_on_every_path(
                  check=False)  # fmt: skip
     assert bad.returncode == 1
     assert 'SRC: "10.0.0.300" is not an IP address' in bad.stderr
+
+
+@pytest.mark.root
+def test_explain_agrees_on_sources_the_programs_leave_to_the_stack(
+    dual: Network,
+) -> None:
+    """Sources that are no pod's arrive on node 1's VXLAN device: the martians and
+    IPv6 link-local or unspecified ones stay with the stack, the rest go to a."""
+    n1, n2 = dual.bed.nodes
+    a, c = dual.add(n1), dual.add(n2)
+    cases = [
+        ("fe80::1", a.ip6, -1, "PASSED_V6"),  # link-local
+        ("::", a.ip6, -1, "PASSED_V6"),  # unspecified
+        ("ff02::1", a.ip6, -1, "PASSED_V6"),  # martian: multicast
+        ("127.0.0.1", a.ip, -1, "PASSED"),  # martian: loopback
+        ("224.0.0.1", a.ip, -1, "PASSED"),  # martian: multicast
+        (c.ip, a.ip, 7, "REDIRECTED_OVERLAY_IN"),  # another node's pod
+        (c.ip6, a.ip6, 7, "REDIRECTED_OVERLAY_IN_V6"),
+    ]
+    for src, dst, verdict, counter in cases:
+        found = inspect(n1, "explain", src, dst)
+        assert found["expected"] == {"verdict": verdict, "counter": counter}, found
+        assert found["testRun"]["verdict"] == verdict, found
+        assert counter in found["testRun"]["counters"], found
+        assert found["agrees"] is True, found
+    steps = inspect(n1, "explain", "127.0.0.1", a.ip)["steps"]
+    assert "source 127.0.0.1 is a martian source: loopback" in steps["expected"]

@@ -5,7 +5,6 @@ mycni_ep6 entries through DEL, GC, CHECK and explain."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from ipaddress import IPv6Address
 from typing import Any
 
@@ -19,16 +18,6 @@ from tests.cluster import Network, PodAt
 PLUGIN = "ebpf-redirect"
 EXE = tb.BUILD_BIN / PLUGIN
 PINGS = 3
-
-
-@pytest.fixture
-def dual(testbed: tb.Testbed) -> Iterator[Network]:
-    """The full chain with an IPv4 and an IPv6 pod subnet on every node."""
-    net = Network(testbed, "mycni-full", dual_stack=True)
-    try:
-        yield net
-    finally:
-        net.delete_all()
 
 
 def moved(node: tb.Node, before: dict[str, int]) -> dict[str, int]:

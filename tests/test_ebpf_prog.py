@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mycni_ebpf_redirect import maps, program
+from mycni_ebpf_redirect import maps, program, stack_rules
 from mycni_ebpf_redirect.bpfobj import FROM_OVERLAY
 from mycni_ebpf_redirect.counters import Stat
 from mycni_ebpf_redirect.explain import signed_verdict
@@ -322,6 +322,85 @@ def test_overlay_ipv6_not_for_a_local_pod_is_passed_unchanged(
     assert (verdict, out) == (TC_ACT_UNSPEC, frame)
     stats = maps.read_stats(overlay_pins.stats)
     assert (stats[Stat.PASSED_V6], stats[Stat.PKT_TYPE_FIXED]) == (1, 0)
+
+
+# --- sources the stack must see: martians, link-local, unspecified ---------------
+
+# Each frame goes to a pod the map knows, so only its source keeps it off the fast
+# path. The host stack drops the martians (ip_route_input_slow for IPv4, ip6_rcv_core
+# and ip6_forward for IPv6); bpf_redirect_peer would hand them to the pod unchecked.
+STACK_SOURCES_V4 = {
+    "this-network-zero": "0.0.0.0",
+    "this-network": "0.1.2.3",
+    "loopback": "127.0.0.1",
+    "loopback-last": "127.255.255.254",
+    "multicast": "224.0.0.1",
+    "multicast-last": "239.255.255.255",
+    "reserved-class-e": "240.0.0.1",
+    "limited-broadcast": "255.255.255.255",
+}
+STACK_SOURCES_V6 = {
+    "unspecified": "::",
+    "loopback": "::1",
+    "link-local": "fe80::1",
+    "multicast-link-scope": "ff02::1",
+    "multicast-global-scope": "ff0e::1",
+}
+
+
+@pytest.fixture(params=["from_pod", "from_overlay"])
+def program_pin(request: pytest.FixtureRequest, overlay_pins: Pins) -> Path:
+    """Each program's pin, both loaded on the same maps."""
+    if request.param == "from_pod":
+        return overlay_pins.program
+    return overlay_pins.overlay_program
+
+
+@pytest.mark.parametrize("src", STACK_SOURCES_V4.values(), ids=STACK_SOURCES_V4.keys())
+def test_martian_ipv4_source_is_left_to_the_stack(
+    overlay_pins: Pins, program_pin: Path, tmp_path: Path, src: str
+) -> None:
+    frame = ipv4_frame(src, "10.1.0.3")
+    verdict, out = run_prog(overlay_pins, frame, tmp_path, program_pin)
+    assert (verdict, out) == (TC_ACT_UNSPEC, frame)
+    stats = maps.read_stats(overlay_pins.stats)
+    assert {s for s in Stat if stats[s]} == {Stat.PASSED}
+    # explain's mirror of the programs' rules agrees.
+    assert stack_rules.rule_for(IPv4Address(src), IPv4Address("10.1.0.3"))
+
+
+@pytest.mark.parametrize("src", STACK_SOURCES_V6.values(), ids=STACK_SOURCES_V6.keys())
+def test_ipv6_source_for_the_stack_is_left_to_it(
+    overlay_pins: Pins, program_pin: Path, tmp_path: Path, src: str
+) -> None:
+    frame = ipv6_frame(src, POD6)
+    verdict, out = run_prog(overlay_pins, frame, tmp_path, program_pin)
+    assert (verdict, out) == (TC_ACT_UNSPEC, frame)
+    stats = maps.read_stats(overlay_pins.stats)
+    assert {s for s in Stat if stats[s]} == {Stat.PASSED, Stat.PASSED_V6}
+    assert stack_rules.rule_for(IPv6Address(src), IPv6Address(POD6))
+
+
+@pytest.mark.parametrize(
+    ("frame", "counters"),
+    [(ipv4_frame("10.1.0.2", "10.1.0.3"), {"from_pod": Stat.REDIRECTED,
+      "from_overlay": Stat.REDIRECTED_OVERLAY_IN}),
+     (ipv6_frame("fd00:1::2", POD6), {"from_pod": Stat.REDIRECTED_V6,
+      "from_overlay": Stat.REDIRECTED_OVERLAY_IN_V6})],
+    ids=["ipv4", "ipv6"],
+)  # fmt: skip
+def test_ordinary_source_next_to_those_is_still_redirected(
+    overlay_pins: Pins,
+    program_pin: Path,
+    tmp_path: Path,
+    frame: bytes,
+    counters: dict[str, Stat],
+) -> None:
+    """The frames above differ from these only in their source."""
+    verdict, _ = run_prog(overlay_pins, frame, tmp_path, program_pin)
+    assert verdict == TC_ACT_REDIRECT
+    counter = counters[program_pin.name]  # the pin is named after the program
+    assert maps.read_stats(overlay_pins.stats)[counter] == 1
 
 
 # --- the FIB: another node's pod, through the VXLAN device ------------------------

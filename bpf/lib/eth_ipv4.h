@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: GPL-2.0 */
-/* Bounds-checked Ethernet + IPv4 parsing and the L3 rewrite done on redirect. */
+/* Bounds-checked Ethernet + IPv4 parsing, martian sources, and the L3 rewrite on redirect. */
 #pragma once
 
 #include <linux/bpf.h>
@@ -51,6 +51,25 @@ static __always_inline int parse_ipv4(struct __sk_buff *skb, struct iphdr **iph)
 		return -STAT_DROP_BAD_IHL;
 	*iph = ip;
 	return 1;
+}
+
+/*
+ * Whether an IPv4 source is martian, so the packet must go through the host stack
+ * rather than into a pod with bpf_redirect_peer(), which would skip the stack's
+ * checks. ip_route_input_slow() drops, as "martian source", 0.0.0.0/8 ("this
+ * network", RFC 1122 3.2.1.3), 127.0.0.0/8 unless route_localnet is set,
+ * multicast 224.0.0.0/4 and the limited broadcast 255.255.255.255. The rest of
+ * 240.0.0.0/4 is reserved (RFC 1112 4, RFC 6890) and never a pod's address;
+ * Linux routes it as unicast, so for it the stack's rp_filter and netfilter
+ * decide. Mirrored for `inspect explain` in plugins/ebpf-redirect/stack_rules.py.
+ */
+static __always_inline int ipv4_source_for_stack(__be32 saddr)
+{
+	__u8 first = bpf_ntohl(saddr) >> 24;
+
+	if (first == 0 || first == 127)
+		return 1;	/* this network, loopback */
+	return first >= 224;	/* multicast 224/4; reserved 240/4 and broadcast */
 }
 
 /*

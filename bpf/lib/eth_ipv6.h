@@ -74,10 +74,36 @@ static __always_inline int ipv6_is_unspecified(const struct in6_addr *addr)
 		 addr->in6_u.u6_addr32[2] | addr->in6_u.u6_addr32[3]);
 }
 
+/* ::1 must never leave a node (RFC 4291 2.5.3). */
+static __always_inline int ipv6_is_loopback(const struct in6_addr *addr)
+{
+	return !(addr->in6_u.u6_addr32[0] | addr->in6_u.u6_addr32[1] |
+		 addr->in6_u.u6_addr32[2]) &&
+	       addr->in6_u.u6_addr32[3] == bpf_htonl(1);
+}
+
+/*
+ * Sources the host stack must see rather than a pod, which bpf_redirect_peer()
+ * would hand the packet to unchecked:
+ * - link-local: not forwardable (RFC 4291 2.5.6), the stack answers "beyond
+ *   scope of source address";
+ * - unspecified: the source of duplicate address detection, never forwarded
+ *   (RFC 4291 2.5.2);
+ * - loopback and multicast: martians. ip6_rcv_core() drops a multicast source
+ *   (RFC 4291 2.7) and ip6_forward() any unspecified, multicast or loopback one.
+ * Mirrored for `inspect explain` in plugins/ebpf-redirect/stack_rules.py.
+ */
+static __always_inline int ipv6_source_for_stack(const struct in6_addr *saddr)
+{
+	return ipv6_is_link_local(saddr) || ipv6_is_unspecified(saddr) ||
+	       ipv6_is_loopback(saddr) || ipv6_is_multicast(saddr);
+}
+
 /*
  * Whether an IPv6 packet belongs to the host stack rather than the fast path:
- * - a link-local or multicast destination, or a link-local or unspecified source
- *   (not forwardable; neighbour solicitations go to solicited-node multicast);
+ * - a link-local or multicast destination (not forwardable; neighbour
+ *   solicitations go to solicited-node multicast), or a source of
+ *   ipv6_source_for_stack();
  * - ICMPv6 router/neighbour discovery (types 133-137) even to a unicast address:
  *   unicast NUD probes and their advertisements must reach the host, and the
  *   receiver of any ND message drops it unless its hop limit is still 255
@@ -95,7 +121,7 @@ static __always_inline int ipv6_for_stack(struct __sk_buff *skb, const struct ip
 
 	if (ipv6_is_link_local(&ip6h->daddr) || ipv6_is_multicast(&ip6h->daddr))
 		return 1;
-	if (ipv6_is_link_local(&ip6h->saddr) || ipv6_is_unspecified(&ip6h->saddr))
+	if (ipv6_source_for_stack(&ip6h->saddr))
 		return 1;
 	if (ip6h->nexthdr == IP6_NEXTHDR_HOP)
 		return 1;

@@ -15,7 +15,7 @@ from typing import Any
 from libcni.errors import CniError, InvalidConfig, shown
 from libcni.types import IPAddress
 
-from . import command, links, maps, program, tc, tcx
+from . import command, links, maps, program, stack_rules, tc, tcx
 from . import hook as hooks
 from .counters import Stat
 from .pins import Pins
@@ -96,7 +96,7 @@ def explain(
     steps.append(("hook", f"{hook.link.name} ingress {where}: "
                   f"program id {prog.id}"))  # fmt: skip
 
-    verdict, counter = _expect(pins, hook, endpoints, overlays, dst, steps)
+    verdict, counter = _expect(pins, hook, endpoints, overlays, src, dst, steps)
     run, moved = _test_run(pins, prog, _frame(hook, src, dst), hook.link.index)
     steps.append(("test run", f"{VERDICTS.get(run, run)}, counted "
                   f"{', '.join(moved) or 'nothing'}"))  # fmt: skip
@@ -139,19 +139,34 @@ def _expect(
     hook: _Hook,
     endpoints: dict[IPAddress, maps.Endpoint],
     overlays: set[int],
+    src: IPAddress,
     dst: IPAddress,
     steps: list[tuple[str, str]],
 ) -> tuple[int, str]:
-    """The verdict and counter the maps and the FIB call for. For IPv6 the counter
-    is the *_V6 one, which only an IPv6 frame on that path moves."""
+    """The verdict and counter the programs' stack rules, the maps and the FIB call
+    for. For IPv6 the counter is the *_V6 one, which only an IPv6 frame on that path
+    moves."""
     v6 = dst.version == 6
+    passed = Stat.PASSED_V6 if v6 else Stat.PASSED
     map_name = pins.endpoint_map(dst).name
     entry = endpoints.get(dst)
+    name = ""
     if entry is not None:
         name = links.name_of(entry.ifindex) or "a missing link"
         steps.append(("destination", f"{map_name}[{dst}] = ifindex {entry.ifindex} "
                       f"({name}), pod MAC {_mac(entry.pod_mac)}, "
                       f"gateway MAC {_mac(entry.host_mac)}"))  # fmt: skip
+    else:
+        steps.append(("destination", f"{dst} is not in {map_name}: "
+                      "no pod of this node"))  # fmt: skip
+
+    rule = stack_rules.rule_for(src, dst)
+    if rule is not None:
+        steps.append(("expected", f"{rule.describe(src, dst)}: left to the host "
+                      f"stack, {VERDICTS[TC_ACT_UNSPEC]}, counted "
+                      f"{passed.name}"))  # fmt: skip
+        return TC_ACT_UNSPEC, passed.name
+    if entry is not None:
         if hook.local_source:
             stat = Stat.REDIRECTED_V6 if v6 else Stat.REDIRECTED
         else:
@@ -160,7 +175,6 @@ def _expect(
         steps.append(("expected", f"bpf_redirect_peer into the pod behind {name}: "
                       f"{VERDICTS[TC_ACT_REDIRECT]}, counted {stat.name}"))  # fmt: skip
         return TC_ACT_REDIRECT, stat.name
-    steps.append(("destination", f"{dst} is not in {map_name}: no pod of this node"))
     device = _route_device(dst) if hook.local_source else None
     if device is not None and device.index in overlays:
         stat = Stat.REDIRECTED_NEIGH_V6 if v6 else Stat.REDIRECTED_NEIGH
@@ -169,10 +183,9 @@ def _expect(
                       f"{stat.name}"))  # fmt: skip
         return TC_ACT_REDIRECT, stat.name
     via = f"FIB: via {device.name}, not an overlay" if device else "not for the overlay"
-    stat = Stat.PASSED_V6 if v6 else Stat.PASSED
     steps.append(("expected", f"{via}: {VERDICTS[TC_ACT_UNSPEC]}, counted "
-                  f"{stat.name}"))  # fmt: skip
-    return TC_ACT_UNSPEC, stat.name
+                  f"{passed.name}"))  # fmt: skip
+    return TC_ACT_UNSPEC, passed.name
 
 
 def _attached(
