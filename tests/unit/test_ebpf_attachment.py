@@ -96,3 +96,15 @@ def test_a_point_to_point_prefix_has_no_network_or_broadcast_address() -> None:
     ips = [{"address": "10.1.0.0/31", "interface": 1}]
     got = Attachment.from_prev_result(prev(ips=ips), "eth0")
     assert got.ips == (IPv4Address("10.1.0.0"),)
+
+
+def test_names_the_field_the_host_interface_came_from() -> None:
+    pod_first = prev(
+        interfaces=[
+            {"name": "eth0", "mac": "02:00:00:00:00:03", "sandbox": "/run/netns/p"},
+            {"name": "veth1", "mac": "02:00:00:00:00:04"},
+        ],
+        ips=[{"address": "10.1.0.3/24", "interface": 0}],
+    )
+    got = Attachment.from_prev_result(pod_first, "eth0")
+    assert (got.host_veth, got.host_field) == ("veth1", "prevResult.interfaces[1].name")
