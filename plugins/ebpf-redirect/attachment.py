@@ -16,6 +16,8 @@ class Attachment:
     host_veth: str
     pod_mac: bytes
     ips: tuple[IPAddress, ...]
+    # Where host_veth came from, for errors: "prevResult.interfaces[0].name".
+    host_field: str = "prevResult.interfaces[0].name"
 
     @classmethod
     def from_prev_result(cls, prev: Result, ifname: str) -> Attachment:
@@ -47,7 +49,12 @@ class Attachment:
         for i, ip in mine:
             _check_pod_address(prev, i, ip.address)
         ips = tuple(ip.address.ip for _, ip in mine)
-        return cls(host_veth=host.name, pod_mac=pod_mac, ips=ips)
+        return cls(
+            host_veth=host.name,
+            pod_mac=pod_mac,
+            ips=ips,
+            host_field=f"prevResult.interfaces[{prev.interfaces.index(host)}].name",
+        )
 
 
 def _check_pod_address(prev: Result, i: int, address: IPInterface) -> None:

@@ -20,7 +20,7 @@ from libcni.errors import (
 from libcni.skel import Plugin, Request
 from libcni.types import PassThrough, Result, pass_through, prev_result
 
-from . import bpffs, datapath, hook, links, readiness, verify
+from . import bpffs, datapath, hook, links, peer, readiness, verify
 from .attachment import Attachment
 from .config import EbpfConf
 from .lock import locked
@@ -50,6 +50,7 @@ def cmd_add(req: Request) -> Result | PassThrough:
         raise ConflictingState(
             f"prevResult: host interface {host.name} belongs to {owner}"
         )
+    peer.require_pod_end(host, req.netns, req.ifname, want.host_field)
     record = _record(req, conf, host, want)
 
     with ExitStack() as undo:

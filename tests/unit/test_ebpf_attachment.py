@@ -109,3 +109,15 @@ def test_a_multicast_pod_mac_is_refused() -> None:
         Attachment.from_prev_result(prev(interfaces=interfaces), "eth0")
     assert info.value.msg.startswith("prevResult.interfaces[1].mac: ")
     assert "multicast" in info.value.msg
+
+
+def test_names_the_field_the_host_interface_came_from() -> None:
+    pod_first = prev(
+        interfaces=[
+            {"name": "eth0", "mac": "02:00:00:00:00:03", "sandbox": "/run/netns/p"},
+            {"name": "veth1", "mac": "02:00:00:00:00:04"},
+        ],
+        ips=[{"address": "10.1.0.3/24", "interface": 0}],
+    )
+    got = Attachment.from_prev_result(pod_first, "eth0")
+    assert (got.host_veth, got.host_field) == ("veth1", "prevResult.interfaces[1].name")
