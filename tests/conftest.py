@@ -14,7 +14,9 @@ import os
 import secrets
 import shutil
 from collections.abc import Generator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -189,47 +191,45 @@ def driver(testbed: tb.Testbed) -> tb.Driver:
     return testbed.node1.driver
 
 
+@contextmanager
+def full_chain(
+    testbed: tb.Testbed, overrides: dict[str, Any] | None = None, **kw: Any
+) -> Iterator[cluster.Network]:
+    """mycni-full on `testbed`; every pod still attached at the end is DELeted
+    through libcni."""
+    net = cluster.Network(testbed, "mycni-full", overrides or {}, **kw)
+    try:
+        yield net
+    finally:
+        net.delete_all()
+
+
 @pytest.fixture(params=["tcx", "tc"])
 def any_chain(
     testbed: tb.Testbed, request: pytest.FixtureRequest
 ) -> Iterator[cluster.Network]:
     """`chain` once with each attach mode of ebpf-redirect (tcx is what "auto"
     picks on this kernel; tc is the clsact fallback of kernels before 6.6)."""
-    net = cluster.Network(
-        testbed, "mycni-full", {"ebpf-redirect.attachMode": request.param}
-    )
-    try:
+    with full_chain(testbed, {"ebpf-redirect.attachMode": request.param}) as net:
         yield net
-    finally:
-        net.delete_all()
 
 
 @pytest.fixture
 def tc_chain(testbed: tb.Testbed) -> Iterator[cluster.Network]:
     """`chain` with ebpf-redirect on clsact filters, for what only tc has: prefs."""
-    net = cluster.Network(testbed, "mycni-full", {"ebpf-redirect.attachMode": "tc"})
-    try:
+    with full_chain(testbed, {"ebpf-redirect.attachMode": "tc"}) as net:
         yield net
-    finally:
-        net.delete_all()
 
 
 @pytest.fixture
 def chain(testbed: tb.Testbed) -> Iterator[cluster.Network]:
-    """The full chain (vxlan, mycni-ipam, ebpf-redirect) on `testbed`; every pod
-    still attached when the test ends is DELeted through libcni."""
-    net = cluster.Network(testbed, "mycni-full")
-    try:
+    """The full chain (vxlan, mycni-ipam, ebpf-redirect) on `testbed`."""
+    with full_chain(testbed) as net:
         yield net
-    finally:
-        net.delete_all()
 
 
 @pytest.fixture
 def dual(testbed: tb.Testbed) -> Iterator[cluster.Network]:
     """`chain` with an IPv4 and an IPv6 pod subnet on every node."""
-    net = cluster.Network(testbed, "mycni-full", dual_stack=True)
-    try:
+    with full_chain(testbed, dual_stack=True) as net:
         yield net
-    finally:
-        net.delete_all()
