@@ -133,6 +133,9 @@ def setup_pod(node: ScratchNode, pod: str, index: int) -> dict[str, Any]:
         ["ip", "route", "add", "10.1.0.0/24", "via", "169.254.1.1", "dev", "eth0"],
     ):  # fmt: skip
         run(in_pod + argv)
+    # The node routes the pod's address to its veth, as vxlan does; ebpf-redirect
+    # refuses an address the node routes anywhere else.
+    node.run(["ip", "route", "add", f"{ip}/32", "dev", f"vh{index}"])
     pod_mac = json.loads(run([*in_pod, "ip", "-j", "link", "show", "eth0"]).stdout)[0]
     return {
         "cniVersion": "1.0.0",

@@ -4,6 +4,7 @@ interface. Each refusal leaves nothing behind and its DEL still succeeds."""
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import json
 from collections.abc import Iterator
@@ -150,3 +151,54 @@ def test_add_refuses_a_veth_whose_peer_is_not_cni_ifname(
     done = cluster.run_plugin(node, PLUGIN, "DEL", cfg, **env_of(at))
     assert done.code == 0, done
     assert at.ip not in cluster.endpoints(node)
+
+
+@pytest.mark.root
+def test_add_refuses_a_pod_address_the_node_routes_elsewhere(dual: Network) -> None:
+    """A forged prevResult once mapped another pod's address (and the gateway, the
+    node's own address, a remote pod's) to the intruder: it took their traffic, and
+    its DEL then deleted the victim's entry for good."""
+    n1, n2 = dual.bed.nodes
+    victim, remote = dual.add(n1), dual.add(n2)
+    plain = Network(
+        dual.bed, "mycni-vxlan-only", dual_stack=True, _ids=itertools.count(100)
+    )
+    try:
+        intruder = plain.add(n1)  # vxlan alone; ebpf-redirect is run by hand below
+        gw4, gw6 = (ip["gateway"] for ip in victim.result["ips"])
+        intruder_veth = intruder.host_veth
+        cases = {
+            "same-node pod": (victim.ip, 32, "routed via " + victim.host_veth),
+            "same-node pod v6": (victim.ip6, 128, "routed via " + victim.host_veth),
+            "other node's pod": (remote.ip, 32, "routed via mycni."),
+            "gateway": (gw4, 32, "an address of the node itself"),
+            "gateway v6": (gw6, 128, "an address of the node itself"),
+            "node underlay": (str(n1.address.ip), 32, "an address of the node"),
+            "limited broadcast": ("255.255.255.255", 32, "not to " + intruder_veth),
+            "v4-mapped v6": (
+                f"::ffff:{victim.ip}",
+                128,
+                "not routed to " + intruder_veth,
+            ),
+        }
+        before = fast_path_state(n1, victim.host_veth)
+        for name, (address, prefix, why) in cases.items():
+            prev = json.loads(json.dumps(intruder.result))
+            prev["ips"] = [{"address": f"{address}/{prefix}", "interface": 1}]
+            cfg = cluster.plugin_config(
+                dual.conflist(n1), PLUGIN, "1.0.0", prevResult=prev
+            )
+            env = env_of(intruder)
+            reply = cluster.run_plugin(n1, PLUGIN, "ADD", cfg, **env)
+            assert reply.out is not None and reply.out.get("code") == 7, (name, reply)
+            msg = reply.out["msg"]
+            shown = ipaddress.ip_address(address)  # ::ffff:aa1:102 on Python 3.11
+            assert msg.startswith(f"prevResult.ips: {shown} "), (name, msg)
+            assert why in msg, (name, msg)
+            done = cluster.run_plugin(n1, PLUGIN, "DEL", cfg, **env)
+            assert (done.code, done.out) == (0, None), (name, done)
+            assert fast_path_state(n1, victim.host_veth) == before, name
+        n1.driver.check(dual.conflist(n1), victim.pod, victim.container_id)
+        assert tb.ping(remote.pod.name, victim.ip6)
+    finally:
+        plain.delete_all()

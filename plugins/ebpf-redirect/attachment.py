@@ -41,6 +41,8 @@ class Attachment:
         where = f"prevResult.interfaces[{index}].mac"
         # Unicast only: it becomes the destination MAC of every redirected frame.
         pod_mac = parse_mac(unicast_mac(prev.interfaces[index].mac, where))
+        if not any(pod_mac):
+            raise InvalidConfig(f"{where}: 00:00:00:00:00:00 is not a MAC address")
         # An ips entry without "interface" is taken to belong to the pod (spec
         # 1.0 "ips": the field is optional).
         mine = [

@@ -1,5 +1,6 @@
 """Whether prevResult's host interface is the veth whose other end is the pod's
-interface: only then do the pod's addresses belong behind that veth."""
+interface, and whether the node routes the pod's addresses to it: only then do
+those addresses belong behind that veth in the endpoint maps."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import logging
 import os
 
 from libcni import netns
-from libcni.errors import InvalidConfig
+from libcni.errors import InvalidConfig, IOFailure
+from libcni.types import IPAddress
 
 from . import links, rtnetlink
 
@@ -62,3 +64,33 @@ def mismatch(
     if peer.peer_index != pod_index:
         return f"its peer is ifindex {peer.peer_index}, {ifname} is {pod_index}"
     return ""
+
+
+def require_routed_to(host: links.Link, ips: tuple[IPAddress, ...]) -> None:
+    """Refuse a pod address the node does not route to the pod's veth.
+
+    The plugin before us routes each pod address to its veth (vxlan: a /32 or
+    /128). An address routed elsewhere belongs to someone else: another pod, a pod
+    of another node, the gateway or the node itself (a local route). In the
+    endpoint map it would take that owner's traffic, and this pod's DEL would then
+    remove the owner's entry.
+    """
+    for ip in ips:
+        try:
+            route = rtnetlink.route_to(ip)
+        except IOFailure as exc:
+            raise InvalidConfig(
+                f"prevResult.ips: {ip} is not routed to {host.name}: {exc.msg}"
+            ) from exc
+        if route.kind == rtnetlink.RTN_UNICAST and route.oif == host.index:
+            continue
+        if route.kind == rtnetlink.RTN_LOCAL:
+            where = "an address of the node itself"
+        elif route.oif is not None:
+            where = f"routed via {links.name_of(route.oif) or route.oif}"
+        else:
+            where = f"routed by a route of type {route.kind}"
+        raise InvalidConfig(
+            f"prevResult.ips: {ip} is {where}, not to {host.name}; it belongs to "
+            "someone else"
+        )

@@ -51,6 +51,7 @@ def cmd_add(req: Request) -> Result | PassThrough:
             f"prevResult: host interface {host.name} belongs to {owner}"
         )
     peer.require_pod_end(host, req.netns, req.ifname, want.host_field)
+    peer.require_routed_to(host, want.ips)
     record = _record(req, conf, host, want)
 
     with ExitStack() as undo:

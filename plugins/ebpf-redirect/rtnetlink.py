@@ -1,5 +1,6 @@
-"""Two read-only rtnetlink questions asked without pyroute2: where a link's peer is
-(IFLA_LINK, IFLA_LINK_NETNSID) and which id this netns gives another netns."""
+"""Read-only rtnetlink questions asked without pyroute2: where a link's peer is
+(IFLA_LINK, IFLA_LINK_NETNSID), which id this netns gives another netns, and where
+the node routes an address (RTM_GETROUTE, as `ip route get`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import socket
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address
 from typing import TypeVar
 
 from libcni.errors import IOFailure
@@ -19,10 +21,16 @@ NLMSG_ERROR = 2
 NLM_F_REQUEST = 0x1
 RTM_NEWLINK = 16
 RTM_GETLINK = 18
+RTM_NEWROUTE = 24
+RTM_GETROUTE = 26
 RTM_NEWNSID = 88
 RTM_GETNSID = 90
 IFLA_LINK = 5
 IFLA_LINK_NETNSID = 37
+RTA_DST = 1
+RTA_OIF = 4
+RTN_UNICAST = 1
+RTN_LOCAL = 2
 NETNSA_NSID = 1
 NETNSA_FD = 3
 NLA_TYPE_MASK = 0x3FFF  # without NLA_F_NESTED and NLA_F_NET_BYTEORDER
@@ -30,6 +38,8 @@ NLA_TYPE_MASK = 0x3FFF  # without NLA_F_NESTED and NLA_F_NET_BYTEORDER
 NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, pid
 IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change
 RTGENMSG = struct.Struct("=Bxxx")  # family, padded to NLMSG_ALIGNTO
+# family, dst_len, src_len, tos, table, protocol, scope, type, flags
+RTMSG = struct.Struct("=BBBBBBBBI")
 NLATTR = struct.Struct("=HH")  # len, type
 ERRMSG = struct.Struct("=i")  # struct nlmsgerr starts with a negative errno
 S32 = struct.Struct("=i")
@@ -64,6 +74,23 @@ def nsid_of(fd: int) -> int | None:
     """The id this netns gives the netns open at fd, or None when it gave none."""
     body = RTGENMSG.pack(socket.AF_UNSPEC) + encode_attribute(NETNSA_FD, U32.pack(fd))
     return _ask(RTM_GETNSID, body, RTM_NEWNSID, "a namespace's id", decode_nsid)
+
+
+@dataclass(frozen=True)
+class RouteTo:
+    """The node's answer to "where does a packet to this address go"."""
+
+    kind: int  # rtm_type: RTN_UNICAST, RTN_LOCAL (an address of the node), ...
+    oif: int | None  # the outgoing ifindex, when the route names one
+
+
+def route_to(ip: IPv4Address | IPv6Address) -> RouteTo:
+    """The route this netns would take to ip; IOFailure when it has none
+    (ENETUNREACH, EHOSTUNREACH) or the kernel refused the question."""
+    family = socket.AF_INET if ip.version == 4 else socket.AF_INET6
+    body = RTMSG.pack(family, ip.max_prefixlen, 0, 0, 0, 0, 0, 0, 0)
+    body += encode_attribute(RTA_DST, ip.packed)
+    return _ask(RTM_GETROUTE, body, RTM_NEWROUTE, f"the route to {ip}", decode_route)
 
 
 def _ask(
@@ -140,6 +167,15 @@ def decode_nsid(payload: bytes) -> int | None:
         raise OSError(errno.EPROTO, "no NETNSA_NSID in the answer")
     nsid = _s32(attrs[NETNSA_NSID])
     return None if nsid < 0 else nsid  # NETNSA_NSID_NOT_ASSIGNED is -1
+
+
+def decode_route(payload: bytes) -> RouteTo:
+    if len(payload) < RTMSG.size:
+        raise OSError(errno.EPROTO, "short route message")
+    kind = RTMSG.unpack_from(payload)[7]
+    attrs = decode_attributes(payload[RTMSG.size :])
+    oif = _u32(attrs[RTA_OIF]) if RTA_OIF in attrs else None
+    return RouteTo(kind=int(kind), oif=oif)
 
 
 def _u32(value: bytes) -> int:

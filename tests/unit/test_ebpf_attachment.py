@@ -121,3 +121,13 @@ def test_names_the_field_the_host_interface_came_from() -> None:
     )
     got = Attachment.from_prev_result(pod_first, "eth0")
     assert (got.host_veth, got.host_field) == ("veth1", "prevResult.interfaces[1].name")
+
+
+def test_an_all_zero_pod_mac_is_refused() -> None:
+    interfaces = [
+        {"name": "veth1", "mac": "02:00:00:00:00:04"},
+        {"name": "eth0", "mac": "00:00:00:00:00:00", "sandbox": "/run/netns/p"},
+    ]
+    with pytest.raises(InvalidConfig) as info:
+        Attachment.from_prev_result(prev(interfaces=interfaces), "eth0")
+    assert info.value.msg.startswith("prevResult.interfaces[1].mac: 00:00:00")
