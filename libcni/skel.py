@@ -176,7 +176,8 @@ def check_config(config: dict[str, Any], command: str) -> str:
 def configure_logging(config: dict[str, Any], plugin: str) -> None:
     level_name = config.get("logLevel", "warning")
     level = logging.getLevelName(str(level_name).upper())
-    if not isinstance(level, int):
+    unknown = not isinstance(level, int)
+    if unknown:
         level = logging.WARNING
     root = logging.getLogger()
     root.setLevel(level)
@@ -197,6 +198,12 @@ def configure_logging(config: dict[str, Any], plugin: str) -> None:
             root.addHandler(handler)
     for handler in root.handlers:
         handler.setFormatter(fmt)
+    if unknown:
+        # A warning, not an error: a typo here must not fail a DEL and strand a pod.
+        log.warning(
+            "logLevel %s is not one of debug, info, warning, error; using warning",
+            shown(level_name),
+        )
 
 
 # Libraries whose debug output would drown ours (pyroute2 logs every message).

@@ -90,11 +90,13 @@ def test_explain_agrees_with_the_programs_test_run_on_every_path(
     assert (found["expected"]["verdict"], found["agrees"]) == (-1, True), found
     assert "not in mycni_ep4" in found["steps"]["destination"]
 
-    bad = n1.run([str(EXE), "inspect", "--pin-root", str(n1.pin_root), "--state-dir",
-                  str(n1.state_dir / "ebpf-state"), "explain", "10.0.0.300", a.ip],
-                 check=False)  # fmt: skip
-    assert bad.returncode == 1
-    assert 'SRC: "10.0.0.300" is not an IP address' in bad.stderr
+    for src, why in (("10.0.0.300", "is not an IP address"),
+                     ("fd00::2%eth0", "has a zone index")):  # fmt: skip
+        bad = n1.run([str(EXE), "inspect", "--pin-root", str(n1.pin_root),
+                      "--state-dir", str(n1.state_dir / "ebpf-state"), "explain",
+                      src, a.ip], check=False)  # fmt: skip
+        assert bad.returncode == 1
+        assert f'SRC: "{src}" {why}' in bad.stderr
 
 
 @pytest.mark.root

@@ -3,7 +3,6 @@ attached program's own verdict on a crafted frame (BPF_PROG_TEST_RUN)."""
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import struct
 import tempfile
@@ -12,7 +11,8 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
-from libcni.errors import CniError, InvalidConfig, shown
+from libcni import types
+from libcni.errors import CniError, InvalidConfig
 from libcni.types import IPAddress
 
 from . import command, links, maps, program, stack_rules, tc, tcx
@@ -279,7 +279,5 @@ def _mac(raw: bytes) -> str:
 
 
 def parse_address(text: str, what: str) -> IPAddress:
-    try:
-        return ipaddress.ip_address(text)
-    except ValueError as exc:
-        raise InvalidConfig(f"{what}: {shown(text)} is not an IP address") from exc
+    """A pod address as ADD takes them (libcni.types), so no zone index either."""
+    return types.parse_address(text, what)

@@ -657,3 +657,15 @@ def test_a_stop_signal_rolls_back_and_still_answers_one_error(
     reply = json.loads(out)
     assert reply["code"] == 11 and signal.Signals(signum).name in reply["msg"]
     assert marker.read_text() == "rolled back"
+
+
+@pytest.mark.parametrize("command", ["ADD", "DEL"])
+def test_unknown_log_level_is_a_warning_not_an_error(
+    command: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A typo in logLevel once went unnoticed; refusing it would fail DEL too."""
+    fake = FakePlugin()
+    with caplog.at_level(logging.WARNING):
+        status, _ = run(env(command), conf(logLevel="bogus"), fake)
+    assert status == 0
+    assert 'logLevel "bogus" is not one of debug, info, warning, error' in caplog.text
