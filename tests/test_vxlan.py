@@ -377,3 +377,49 @@ def test_an_ipam_range_of_another_node_is_refused_and_released(
     assert str(theirs[2]) in err.value.msg
     assert cluster.leases(node) == [] and cluster.host_links(node) == set()
     network.overrides.clear()
+
+
+def vxlan_devices(node: tb.Node) -> set[str]:
+    return {name for name in tb.list_links(node.name) if name.startswith("mycni.")}
+
+
+@pytest.mark.root
+def test_a_failed_first_add_removes_the_vxlan_device_it_created(
+    network: Network,
+) -> None:
+    """It once stayed: a corrected config, or another vni, then met a stray device."""
+    n1, n2 = network.bed.nodes
+    peer = str(cluster.pod_subnet(network.bed, n2))
+    n1.run(["ip", "route", "add", peer, "dev", n1.underlay])  # someone else's route
+    with pytest.raises(tb.CniCommandError) as err:
+        network.add(n1)
+    assert err.value.code == 101 and peer in err.value.msg
+    assert vxlan_devices(n1) == set()
+    assert cluster.leases(n1) == [] and cluster.host_links(n1) == set()
+
+    n1.run(["ip", "route", "del", peer, "dev", n1.underlay])
+    at = network.add(n1)
+    assert len(vxlan_devices(n1)) == 1
+    assert tb.ping(at.pod.name, str(cluster.pod_subnet(network.bed, n1)[1]))
+
+
+@pytest.mark.root
+def test_an_address_routed_to_another_pod_is_not_taken_over(network: Network) -> None:
+    """An IPAM that forgot a running pod's lease (as after swapping host-local for
+    mycni-ipam) hands its address out again; the node route used to be replaced,
+    cutting the running pod off."""
+    node = network.bed.node1
+    holder = network.add(node)
+    tb.run([str(tb.BUILD_BIN / "mycni-ipam"), "inspect", "--data-dir",
+            str(node.ipam_dir), "release", "--network", f"{network.bed.name}-net",
+            "--address", holder.ip])  # fmt: skip
+    links_before = cluster.host_links(node)
+    newcomer = network.bed.add_pod("new")
+    with pytest.raises(tb.CniCommandError) as err:  # asks for that address (IP=)
+        node.driver.add(network.conflist(node), newcomer, f"{network.bed.name}-new",
+                        args={"IP": holder.ip})  # fmt: skip
+    assert err.value.code == 101, err.value
+    assert f"pod address {holder.ip}" in err.value.msg
+    assert f"routed to {holder.host_veth} already" in err.value.msg
+    assert cluster.host_links(node) == links_before and cluster.leases(node) == []
+    assert tb.ping(node.name, holder.ip)  # the node still reaches the running pod

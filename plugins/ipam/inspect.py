@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
-import ipaddress
 import json
 import sys
 from collections.abc import Sequence
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from libcni.errors import CniError
+from libcni.types import parse_address
 from mycni_ipam.config import DEFAULT_DATA_DIR
 from mycni_ipam.sqlite_store import DB_NAME, SqliteStore
 from mycni_ipam.store import Lease
@@ -99,7 +99,9 @@ def run_list(store: SqliteStore, args: argparse.Namespace, out: TextIO) -> int:
 def run_release(store: SqliteStore, args: argparse.Namespace, out: TextIO) -> int:
     with store.transaction():
         if args.address is not None:
-            holder = store.holder(args.network, ipaddress.ip_address(args.address))
+            holder = store.holder(
+                args.network, parse_address(args.address, "--address")
+            )
             dropped = (
                 store.release(
                     holder.network, holder.container_id, holder.ifname, holder.range_set

@@ -82,6 +82,11 @@ def link_index(ipr: IPRoute, name: str) -> int | None:
     return int(found[0]) if found else None
 
 
+def link_name(ipr: IPRoute, index: int) -> str | None:
+    found = ipr.get_links(index) if index else []
+    return str(found[0].get_attr("IFLA_IFNAME")) if found else None
+
+
 def delete_link_quietly(ipr: IPRoute, name: str) -> bool:
     """Delete a link by name; a missing link is fine. True if one was deleted."""
     index = link_index(ipr, name)

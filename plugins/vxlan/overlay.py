@@ -58,6 +58,7 @@ class Overlay:
     name: str
     mtu: int
     local: Node | None
+    created: bool = False  # by this ADD: its undo removes the device again
 
 
 def find_underlay(ipr: IPRoute, conf: VxlanConf) -> Underlay:
@@ -169,20 +170,27 @@ def ensure_device(
         raise ConflictingState(
             f"failed to find vxlan device {conf.device} after creating"
         )
-    if created:
-        log.debug("created vxlan device %s vni %d mtu %d", conf.device, conf.vni, mtu)
-    else:
-        _verify(ipr, index, conf, underlay, mtu)
-    ipr.link("set", index=index, state="up")
-    for vtep in vtep_addresses(me).values() if me else ():
-        _ensure_vtep_address(ipr, index, vtep)
+    try:
+        if created:
+            log.debug(
+                "created vxlan device %s vni %d mtu %d", conf.device, conf.vni, mtu
+            )
+        else:
+            _verify(ipr, index, conf, underlay, mtu)
+        ipr.link("set", index=index, state="up")
+        for vtep in vtep_addresses(me).values() if me else ():
+            _ensure_vtep_address(ipr, index, vtep)
+    except BaseException:
+        if created:
+            netlink.delete_link_quietly(ipr, conf.device)
+        raise
     if me is None:
         log.warning(
             "no entry in nodes for this node's underlay address %s: the node itself "
             "reaches other nodes' pods with its underlay address as source",
             underlay.address,
         )
-    return Overlay(index=index, name=conf.device, mtu=mtu, local=me)
+    return Overlay(index=index, name=conf.device, mtu=mtu, local=me, created=created)
 
 
 def _ensure_vtep_address(ipr: IPRoute, index: int, vtep: IPAddress) -> None:

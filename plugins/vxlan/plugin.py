@@ -66,6 +66,12 @@ def cmd_add(req: Request) -> Result:
             ipv6 = any(ip.address.version == 6 for ip in lease.ips)
             with netlink.step(f"set up vxlan device {conf.device}"):
                 vx = overlay.ensure_device(node, conf, underlay, ipv6)
+            if vx.created:
+                # A first ADD that fails must not leave a device (and a VNI) that
+                # a corrected config would then trip over. Not handled yet: a
+                # second first-ADD racing this one on the same node may have found
+                # the device meanwhile, and loses its overlay routes with it.
+                undo.callback(netlink.delete_link_quietly, node, conf.device)
             with netlink.step(f"program routes to other nodes on {conf.device}"):
                 overlay.ensure_peers(node, conf, vx)
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import errno
 import ipaddress
 import logging
+import socket
 from typing import TYPE_CHECKING
 
-from libcni.errors import InvalidConfig
+from libcni.errors import ConflictingState, InvalidConfig
 from libcni.types import IPAddress, IPConfig, Route
 from mycni_vxlan import netlink
 from mycni_vxlan.veth import VethPair
@@ -117,14 +118,43 @@ def configure_host(node: IPRoute, pair: VethPair, ips: tuple[IPConfig, ...]) -> 
             ),
             errno.EEXIST,
         )
-        node.route(
-            "replace",
-            dst=f"{ip.address.ip}/{ip.address.max_prefixlen}",
-            oif=index,
+        _route_to_pod(node, pair, ip.address.ip)
+    log.debug("host %s: gateway and pod routes for %s", pair.host_name, ips)
+
+
+def _route_to_pod(node: IPRoute, pair: VethPair, ip: IPAddress) -> None:
+    """The node's /32 (/128) route to the pod. A route to that address through
+    another link means another pod holds it (an IPAM that does not know the other's
+    leases, e.g. after swapping host-local for mycni-ipam): taking it over would cut
+    that pod off, so ADD fails instead. A route left by a deleted veth went with
+    its link."""
+    dst = f"{ip}/{ip.max_prefixlen}"
+    added = netlink.tolerate(
+        lambda: node.route(
+            "add",
+            dst=dst,
+            oif=pair.host_index,
             scope=netlink.RT_SCOPE_LINK,
             proto=netlink.RTPROT_STATIC,
+        ),
+        errno.EEXIST,
+    )
+    if added:
+        return
+    family = socket.AF_INET if ip.version == 4 else socket.AF_INET6
+    holders = {
+        route.get_attr("RTA_OIF")
+        for route in node.get_routes(family=family, table=netlink.RT_TABLE_MAIN)
+        if route["dst_len"] == ip.max_prefixlen and route.get_attr("RTA_DST") == str(ip)
+    }
+    others = sorted(str(h) for h in holders if h != pair.host_index)
+    if others:
+        names = [netlink.link_name(node, int(h)) or f"ifindex {h}" for h in others]
+        raise ConflictingState(
+            f"failed to route pod address {ip} to {pair.host_name}: it is routed to "
+            f"{', '.join(names)} already; the IPAM handed out an address another pod "
+            "holds"
         )
-    log.debug("host %s: gateway and pod routes for %s", pair.host_name, ips)
 
 
 def _skip_dad(host: str) -> None:

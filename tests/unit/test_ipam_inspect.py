@@ -177,3 +177,16 @@ def test_cni_command_keeps_the_cni_path(data_dir: Path, pythonpath: str) -> None
     )
 
     assert "supportedVersions" in json.loads(proc.stdout)
+
+
+def test_release_names_an_address_it_cannot_read(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It once blamed the lease store: "failed to read lease store in ...: 'x'"."""
+    dd = ("--data-dir", str(data_dir))
+    code, _ = run(*dd, "release", "--network", "mynet", "--address", "not-an-ip")
+    assert code == 1
+    assert capsys.readouterr().err.strip() == (
+        '--address: "not-an-ip" is not an IP address'
+    )
+    assert len(json.loads(run(*dd, "--json", "list")[1])) == 4
