@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from libcni.records import RecordStore
 from tests import cluster
 from tests import testbed as tb
 from tests.cluster import Network, PodAt
@@ -423,3 +424,27 @@ def test_an_address_routed_to_another_pod_is_not_taken_over(network: Network) ->
     assert f"routed to {holder.host_veth} already" in err.value.msg
     assert cluster.host_links(node) == links_before and cluster.leases(node) == []
     assert tb.ping(node.name, holder.ip)  # the node still reaches the running pod
+
+
+@pytest.mark.root
+def test_a_failed_first_add_keeps_the_device_when_another_add_recorded_itself(
+    network: Network,
+) -> None:
+    """A second first-ADD of the network, running at the same time, records itself
+    before it looks for the device; the failing one must not pull it away."""
+    n1, n2 = network.bed.nodes
+    peer = str(cluster.pod_subnet(network.bed, n2))
+    state = n1.state_dir / "vxlan-state"
+    store = RecordStore.for_network(state, f"{network.bed.name}-net")
+    store.save("concurrent-add", "eth0", {"hostVeth": "mc-elsewhere"})
+    n1.run(["ip", "route", "add", peer, "dev", n1.underlay])
+    try:
+        with pytest.raises(tb.CniCommandError) as err:
+            network.add(n1)
+        assert err.value.code == 101
+        assert len(vxlan_devices(n1)) == 1
+        assert cluster.leases(n1) == [] and cluster.host_links(n1) == set()
+    finally:
+        store.remove_quietly("concurrent-add", "eth0")
+        n1.run(["ip", "route", "del", peer, "dev", n1.underlay])
+    network.add(n1)  # finds the device left behind and uses it

@@ -68,10 +68,8 @@ def cmd_add(req: Request) -> Result:
                 vx = overlay.ensure_device(node, conf, underlay, ipv6)
             if vx.created:
                 # A first ADD that fails must not leave a device (and a VNI) that
-                # a corrected config would then trip over. Not handled yet: a
-                # second first-ADD racing this one on the same node may have found
-                # the device meanwhile, and loses its overlay routes with it.
-                undo.callback(netlink.delete_link_quietly, node, conf.device)
+                # a corrected config would then trip over.
+                undo.callback(remove_unused_device, node, conf, records, req)
             with netlink.step(f"program routes to other nodes on {conf.device}"):
                 overlay.ensure_peers(node, conf, vx)
 
@@ -197,6 +195,26 @@ def cmd_gc(req: Request) -> None:
             failures.append(f"ipam {conf.ipam_type}: {exc.msg}")
     if failures:
         raise CniError("failed to collect garbage: " + "; ".join(failures))
+
+
+def remove_unused_device(
+    node: IPRoute, conf: VxlanConf, records: RecordStore, req: Request
+) -> None:
+    """Undo of a device this ADD created: unless another ADD of the network has
+    recorded itself meanwhile. Every ADD records itself before it looks for the
+    device, so one that found ours keeps it; one that comes later makes its own."""
+    mine = (req.container_id, req.ifname)
+    others = [e for e in records.entries() if (e.container_id, e.ifname) != mine]
+    if others:
+        log.warning(
+            "leaving vxlan device %s of a failed ADD: %s/%s of the same network may "
+            "use it",
+            conf.device,
+            others[0].container_id,
+            others[0].ifname,
+        )
+        return
+    netlink.delete_link_quietly(node, conf.device)
 
 
 def requested_mac(req: Request) -> str | None:
