@@ -71,7 +71,7 @@ def attach_pod(conf: EbpfConf, pod: PodLink) -> Attached:
     endpoint = maps.Endpoint(pod.host.index, pod.pod_mac, pod.host.mac)
     try:
         upgrade.ensure_current(conf, pins)
-    except command.CommandFailed as exc:
+    except (command.CommandFailed, tcx.TcxError) as exc:
         # The old layout stays in place and its pods keep working; the next ADD
         # tries again.
         raise Unavailable(exc.msg, exc.details) from exc
@@ -134,9 +134,9 @@ def detach_pod(
 def _load(pins: Pins, conf: EbpfConf, spec: ObjectSpec) -> tc.Program:
     try:
         return program.ensure_loaded(pins, conf.object_dir / spec.file_name, spec)
-    except command.CommandFailed as exc:
-        # bpftool got as far as the kernel, which refused (verifier, missing
-        # helper, no BPF permission): a kernel without our fast path.
+    except (command.CommandFailed, tcx.TcxError) as exc:
+        # bpftool or the bpf syscall got as far as the kernel, which refused
+        # (verifier, missing helper, no BPF permission): no fast path here.
         raise Unavailable(exc.msg, exc.details) from exc
 
 
@@ -144,11 +144,17 @@ def _attach(
     conf: EbpfConf, dev: Link, pin: Path, ours: list[tc.Program], undo: ExitStack
 ) -> str:
     try:
-        return hook.attach_undoably(
-            conf.pin_root, dev, conf.priority, pin, ours, conf.attach_mode, undo
+        done = hook.attach(
+            conf.pin_root, dev, conf.priority, pin, ours, conf.attach_mode
         )
     except command.CommandFailed as exc:
         raise Unavailable(exc.msg, exc.details) from exc
     except tcx.TcxError as exc:
         # EPERM, EINVAL from a kernel without tcx when attachMode insists on it...
         raise Unavailable(exc.msg) from exc
+    if done.new:
+        undo.callback(
+            hook.detach_quietly, conf.pin_root, dev.name, dev.index, conf.priority,
+            ours, done.mode,
+        )  # fmt: skip
+    return done.mode

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection
-from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,24 +94,6 @@ def attach(
         return Attached(TCX, new=True)
     tc.ensure_clsact(dev.name)
     return Attached(TC, new=tc.attach(dev.name, priority, program_pin, ours))
-
-
-def attach_undoably(
-    pin_root: Path,
-    dev: Link,
-    priority: int,
-    program_pin: Path,
-    ours: Collection[tc.Program],
-    wanted: str,
-    undo: ExitStack,
-) -> str:
-    """attach, registering its undo on `undo` when something was attached."""
-    done = attach(pin_root, dev, priority, program_pin, ours, wanted)
-    if done.new:
-        undo.callback(
-            detach_quietly, pin_root, dev.name, dev.index, priority, ours, done.mode
-        )
-    return done.mode
 
 
 def detach_quietly(

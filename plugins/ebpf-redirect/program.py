@@ -10,13 +10,15 @@ from typing import Any
 
 from libcni.errors import BpfFailure, IOFailure
 
-from . import bpfobj, command
+from . import bpfobj, command, tcx
 from .bpfobj import FROM_POD, ObjectSpec
 from .lock import locked
 from .pins import Pins
 from .tc import Program
 
 log = logging.getLogger(__name__)
+
+BPF_PROG_TYPE_SCHED_CLS = 3  # enum bpf_prog_type, include/uapi/linux/bpf.h
 
 
 def ensure_loaded(pins: Pins, obj: Path, spec: ObjectSpec = FROM_POD) -> Program:
@@ -45,16 +47,14 @@ def ensure_loaded_locked(pins: Pins, obj: Path, spec: ObjectSpec) -> Program:
 
 
 def pinned_program(program_pin: Path) -> Program:
-    info: dict[str, Any] = command.run_json(
-        f"read pinned program {program_pin}",
-        ["bpftool", "-j", "prog", "show", "pinned", str(program_pin)],
-    )
-    if info.get("type") != "sched_cls":
+    """Id and tag of a pinned program; raises tcx.TcxError when it cannot be read."""
+    info = tcx.program_info(program_pin)
+    if info.type != BPF_PROG_TYPE_SCHED_CLS:
         raise BpfFailure(
             f"failed to use pinned program {program_pin}: its type is "
-            f"{info.get('type', 'unknown')}, not sched_cls"
+            f"{info.type}, not sched_cls ({BPF_PROG_TYPE_SCHED_CLS})"
         )
-    return Program(int(info["id"]), str(info.get("tag", "")))
+    return Program(info.id, info.tag)
 
 
 def map_shape(map_pin: Path) -> tuple[int, int]:
@@ -64,10 +64,6 @@ def map_shape(map_pin: Path) -> tuple[int, int]:
         ["bpftool", "-j", "map", "show", "pinned", str(map_pin)],
     )
     return int(info.get("bytes_key", 0)), int(info.get("bytes_value", 0))
-
-
-def pinned_program_id(program_pin: Path) -> int:
-    return pinned_program(program_pin).id
 
 
 def pinned_programs_quietly(pins: Pins) -> list[Program]:

@@ -1,4 +1,5 @@
-"""tcx links: our programs on a device's ingress without a qdisc (kernel 6.6+).
+"""tcx links: our programs on a device's ingress without a qdisc (kernel 6.6+), and
+the other bpf syscalls that spare ADD a bpftool process (a pinned program's id).
 
 Debian's bpftool (7.1) and tc (iproute2 6.1) cannot make tcx links, so this speaks
 the bpf syscall itself (include/uapi/linux/bpf.h; offsets below are from there).
@@ -145,11 +146,23 @@ def info(link_pin: Path) -> LinkInfo | None:
         raise
 
 
-def program_id(program_pin: Path) -> int:
-    """The id of a pinned program (struct bpf_prog_info: type, then id)."""
+@dataclass(frozen=True)
+class ProgInfo:
+    type: int  # enum bpf_prog_type
+    id: int
+    tag: str  # hex, as bpftool and tc print it
+
+
+def program_info(program_pin: Path) -> ProgInfo:
+    """Type, id and tag of a pinned program (struct bpf_prog_info: type, id, tag[8]).
+
+    A syscall rather than `bpftool prog show`: ADD asks this of each program, and a
+    process start costs more than the whole answer.
+    """
     with _open(program_pin) as fd:
-        raw = _info_by_fd(fd, f"read program {program_pin.name}")
-    return int(struct.unpack_from("=I", raw, 4)[0])
+        raw = _info_by_fd(fd, f"read pinned program {program_pin}")
+    prog_type, prog_id = struct.unpack_from("=II", raw, 0)
+    return ProgInfo(int(prog_type), int(prog_id), raw[8:16].hex())
 
 
 def _link_info(fd: int) -> LinkInfo:
